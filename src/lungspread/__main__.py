@@ -1,0 +1,5 @@
+import sys
+
+from lungspread.cli.app import main
+
+sys.exit(main())

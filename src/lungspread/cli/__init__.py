@@ -1,0 +1,1 @@
+"""Command-line interface. Commands only parse options, call the library and print."""

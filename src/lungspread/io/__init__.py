@@ -1,0 +1,13 @@
+"""Reading and writing volumes. The only place where file formats and LPS coordinates appear.
+
+``read_volume(path)`` accepts NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha,
+.mhd) and a folder holding a DICOM series; ``write_volume(volume, path)`` writes NIfTI or NRRD
+(chosen by the suffix) with the volume's exact geometry.
+"""
+
+from __future__ import annotations
+
+from lungspread.io.readers import read_volume
+from lungspread.io.writers import write_volume
+
+__all__ = ["read_volume", "write_volume"]

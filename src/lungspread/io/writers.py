@@ -1,0 +1,43 @@
+"""``write_volume``: :class:`Volume` -> NIfTI or NRRD file with the exact same geometry."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from lungspread.errors import OutputError
+from lungspread.io.formats import format_of
+from lungspread.volume import Volume
+
+
+def write_volume(volume: Volume, path: str | Path) -> Path:
+    """Write ``volume`` to ``path`` (format from the suffix), atomically via a temp file."""
+    p = Path(path)
+    fmt = format_of(p) if not p.is_dir() else "dir"
+    if fmt not in ("nifti", "nrrd", "meta"):
+        raise OutputError("cannot write this format; use .nii.gz, .nii, .nrrd or .mha", p)
+    suffix = "".join(p.suffixes[-2:]) if p.name.endswith(".nii.gz") else p.suffix
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if fmt == "nifti":
+            from lungspread.io.nifti import write_nifti
+
+            write_nifti(volume, tmp)
+        elif fmt == "nrrd":
+            from lungspread.io.nrrd_io import write_nrrd
+
+            write_nrrd(volume, tmp)
+        else:
+            from lungspread.io.metaimage import write_metaimage
+
+            write_metaimage(volume, tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return p

@@ -1,0 +1,142 @@
+"""Output folders that are written completely or not at all, and their ``run.json``.
+
+Every command writes into one folder. :func:`output_dir` stages the files in a hidden sibling
+folder and moves them into place only when the command succeeds, so a failure (a bad input, a
+full disk, Ctrl-C) never leaves half-written outputs behind and never destroys earlier results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lungspread.errors import OutputError
+
+
+def _check_writable_parent(out: Path) -> None:
+    parent = out.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"parent {parent} is a file, expected a folder", out)
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError("cannot write here (permission denied on the parent folder)", out)
+
+
+@contextlib.contextmanager
+def output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a staging folder; on success its files replace/fill ``out`` atomically per file.
+
+    ``out`` may exist and be empty. If it holds files and ``overwrite`` is false, an
+    :class:`OutputError` is raised before anything is computed. With ``overwrite`` the files
+    the command writes replace those of the same name; other files are left alone.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError("exists and is a file, expected an output folder", out)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputError("output folder exists and is not empty (pass --overwrite to replace)", out)
+    _check_writable_parent(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder ({exc.strerror})", out) from exc
+    try:
+        yield stage
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for item in sorted(stage.rglob("*")):
+                rel = item.relative_to(stage)
+                target = out / rel
+                if item.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(item, target)
+        except OSError as exc:
+            raise OutputError(f"could not move results into place ({exc})", out) from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (NaN written as null), atomically."""
+    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _jsonable(obj: Any) -> Any:
+    """Make numpy scalars, paths and NaN JSON-friendly (NaN and inf become null)."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+class RunRecord:
+    """Collects what ``run.json`` says: version, command, inputs, options, timings."""
+
+    def __init__(self, command: str, inputs: dict[str, Any], options: dict[str, Any]) -> None:
+        from lungspread import __version__
+
+        self._t0 = time.perf_counter()
+        self._stage_t0 = self._t0
+        self.data: dict[str, Any] = {
+            "lungspread_version": __version__,
+            "command": command,
+            "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "inputs": inputs,
+            "options": options,
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "timings_s": {},
+        }
+
+    def stage(self, name: str) -> None:
+        """Close the running stage timer under ``name`` and start the next one."""
+        now = time.perf_counter()
+        self.data["timings_s"][name] = round(now - self._stage_t0, 4)
+        self._stage_t0 = now
+
+    def write(self, folder: str | Path, **extra: Any) -> None:
+        self.data["timings_s"]["total"] = round(time.perf_counter() - self._t0, 4)
+        self.data.update(extra)
+        write_json(Path(folder) / "run.json", self.data)
