@@ -43,7 +43,9 @@ def output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     if out.exists() and not out.is_dir():
         raise OutputError("exists and is a file, expected an output folder", out)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OutputError("output folder exists and is not empty (pass --overwrite to replace)", out)
+        raise OutputError(
+            "output folder exists and is not empty (pass --overwrite to replace)", out
+        )
     _check_writable_parent(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

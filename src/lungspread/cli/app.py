@@ -15,8 +15,7 @@ import typer
 from lungspread import __version__
 from lungspread.errors import LungspreadError
 
-COMMAND_MODULES: tuple[str, ...] = (
-)
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _version_callback(value: bool) -> None:

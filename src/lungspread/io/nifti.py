@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -27,17 +28,23 @@ def read_nifti(path: Path) -> Volume:
         raise InputError(f"expected a 3D image, found {len(shape)}D of shape {img.shape}", path)
     try:
         # Scaled data as float only when slope/intercept are not the identity.
-        slope, inter = img.dataobj.slope, img.dataobj.inter
+        proxy: Any = img.dataobj
+        slope, inter = proxy.slope, proxy.inter
         if (slope in (None, 1.0) or np.isnan(slope)) and (inter in (None, 0.0) or np.isnan(inter)):
-            arr = np.asarray(img.dataobj.get_unscaled())
+            arr = np.asarray(proxy.get_unscaled())
         else:
             arr = np.asarray(img.get_fdata(dtype=np.float32))
     except Exception as exc:
         raise InputError(f"NIfTI voxel data could not be read ({exc})", path) from exc
     arr = arr.reshape(shape)
     affine = img.affine
-    if affine is None or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise InputError(f"NIfTI header has an invalid affine:\n{affine}", path)
+    if (
+        affine is None
+        or not np.all(np.isfinite(affine))
+        or abs(np.linalg.det(affine[:3, :3])) < 1e-12
+    ):
+        flat = "none" if affine is None else np.array2string(affine[:3].ravel(), precision=3)
+        raise InputError(f"NIfTI header has a singular or non-finite affine {flat}", path)
     meta = {"source": str(path), "format": "nifti"}
     return Volume(arr, np.asarray(affine, dtype=np.float64), meta)
 

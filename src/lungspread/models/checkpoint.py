@@ -50,7 +50,9 @@ class ModelSpec:
         try:
             return cls(**data)
         except TypeError as exc:
-            raise ModelError(f"model.json does not describe a lungspread model ({exc})", source) from exc
+            raise ModelError(
+                f"model.json does not describe a lungspread model ({exc})", source
+            ) from exc
 
 
 def save_checkpoint(folder: str | Path, spec: ModelSpec, state_dict: dict[str, Any]) -> None:
@@ -62,7 +64,11 @@ def save_checkpoint(folder: str | Path, spec: ModelSpec, state_dict: dict[str, A
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    tensors = {
+        k: v.detach().to("cpu").contiguous()
+        for k, v in state_dict.items()
+        if isinstance(v, torch.Tensor)
+    }
     atomic_write_bytes(folder / WEIGHTS_NAME, st_save(tensors))
     write_json(folder / SPEC_NAME, spec.to_json())
 
