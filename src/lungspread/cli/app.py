@@ -15,7 +15,17 @@ import typer
 from lungspread import __version__
 from lungspread.errors import LungspreadError
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "lungspread.cli.cmd_analyze",
+    "lungspread.cli.cmd_demo",
+    "lungspread.cli.cmd_spread",
+    "lungspread.cli.cmd_info",
+    "lungspread.cli.cmd_lungs",
+    "lungspread.cli.cmd_dataset",
+    "lungspread.cli.cmd_export",
+    "lungspread.cli.cmd_train",
+    "lungspread.cli.cmd_evaluate",
+)
 
 
 def _version_callback(value: bool) -> None:

@@ -1,4 +1,4 @@
-"""``write_volume``: :class:`Volume` -> NIfTI or NRRD file with the exact same geometry."""
+"""``write_volume``: :class:`Volume` -> NIfTI, NRRD or MetaImage file with the same geometry."""
 
 from __future__ import annotations
 
@@ -13,13 +13,26 @@ from lungspread.volume import Volume
 
 
 def write_volume(volume: Volume, path: str | Path) -> Path:
-    """Write ``volume`` to ``path`` (format from the suffix), atomically via a temp file."""
+    """Write ``volume`` to ``path`` (format from the suffix), atomically via a temp file.
+
+    ``.nii``/``.nii.gz`` (NIfTI-1, affine in float32), ``.nrrd`` (gzip, affine exact) or
+    ``.mha`` (zlib, affine exact). A failed write leaves no file behind.
+    """
     p = Path(path)
     fmt = format_of(p) if not p.is_dir() else "dir"
     if fmt not in ("nifti", "nrrd", "meta"):
         raise OutputError("cannot write this format; use .nii.gz, .nii, .nrrd or .mha", p)
+    if p.name.lower().endswith((".nhdr", ".mhd")):
+        raise OutputError(
+            "cannot write a detached header (.nhdr/.mhd); use .nrrd or .mha (one file)", p
+        )
+    if not p.parent.is_dir():
+        raise OutputError(f"folder {p.parent} does not exist", p)
     suffix = "".join(p.suffixes[-2:]) if p.name.endswith(".nii.gz") else p.suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write here ({exc.strerror or exc})", p) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:

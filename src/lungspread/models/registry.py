@@ -16,7 +16,14 @@ from lungspread.errors import ModelError
 MODELS: dict[str, Callable[..., Any]] = {}
 
 #: Modules that define the built-in networks (each calls ``register`` at import).
-BUILTIN_MODULES: tuple[str, ...] = ()
+BUILTIN_MODULES: tuple[str, ...] = (
+    "lungspread.models.fast3d",
+    "lungspread.models.unet2d",
+    "lungspread.models.attention",
+    "lungspread.models.resnet_unet",
+    "lungspread.models.vgg_unet",
+    "lungspread.models.unet3d",
+)
 
 
 def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

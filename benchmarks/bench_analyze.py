@@ -1,0 +1,202 @@
+"""Speed, memory and accuracy of ``lungspread analyze`` (issue 4, sections 2 and 4).
+
+Speed (default)::
+
+    .venv/bin/python benchmarks/bench_analyze.py
+
+runs analyze end to end (read -> lungs -> model -> postprocess -> report, as the CLI does,
+minus writing files) on ``../shared/data/lidc-idri-0002/ct.nii.gz`` (512x512x261) with the
+bundled model, and in the same process the time of one forward pass of nnU-Net's Task06
+3d_fullres network (registry ``nnunet-task06-3d``: PlainConvUNet, 6 stages, 32-320
+features, patch 80x192x160, float32 on the CPU as nnU-Net runs it there), then prints the
+ratio analyze / forward (the issue asks for <= 5, aims at 1.5) and analyze's peak resident
+memory (VmHWM from /proc, < 3 GB asked). ``--ablation`` also times the predict stage in
+float32, and with nnU-Net-style tiling (training-size windows, 50% overlap) to show what
+made the difference.
+
+Accuracy (``--accuracy``): Dice and lesion counts on the two real LIDC scans (their
+``nodules.nii.gz``) and on held-out phantoms with real LIDC nodules from held-out patients
+(``--phantoms DIR``: a folder written by ``scripts/build_trainset.py --split val``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB), from /proc (VmHWM) or getrusage."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM (Linux >= 4.0: write 5 to /proc/self/clear_refs); False if unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def time_analyze(ct: Path, model: Path | None, **kw: Any) -> tuple[float, dict[str, Any]]:
+    from lungspread.analyze import analyze
+
+    t0 = time.perf_counter()
+    result = analyze(ct, model=model, device="cpu", **kw)
+    dt = time.perf_counter() - t0
+    return dt, {"run": result.run, "summary": result.summary(), "tumor": result.tumor}
+
+
+def time_nnunet_forward(repeats: int = 1) -> tuple[float, str]:
+    """Seconds of one forward pass of nnU-Net's Task06 3d_fullres network (after a warm-up)."""
+    import torch
+
+    from lungspread.models import available_models, build_model
+
+    if "nnunet-task06-3d" in available_models():
+        net = build_model("nnunet-task06-3d")
+        patch = (160, 192, 80)  # nnU-Net's 80x192x160 (z, y, x) in lungspread's (i, j, k)
+        what = "registry nnunet-task06-3d"
+    else:  # pragma: no cover - the training package registers it
+        from monai.networks.nets import DynUNet
+
+        kernels = [[3, 3, 1], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]]
+        strides = [[1, 1, 1], [2, 2, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 1]]
+        net = DynUNet(
+            3,
+            1,
+            2,
+            kernels,
+            strides,
+            strides[1:],
+            filters=[32, 64, 128, 256, 320, 320],
+            norm_name="instance",
+            act_name=("leakyrelu", {"negative_slope": 0.01}),
+        )
+        patch = (160, 192, 80)
+        what = "MONAI DynUNet built like nnU-Net's Task06 plan"
+    net.eval()
+    x = torch.randn(1, 1, *patch)
+    times = []
+    with torch.inference_mode():
+        net(x)  # warm-up: oneDNN picks its kernels on the first call
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            net(x)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times)), what
+
+
+def speed(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    ct = Path(args.ct)
+    if not ct.exists():
+        sys.exit(f"error: {ct} not found (the real data lives in ../shared/data)")
+    out: dict[str, Any] = {"ct": str(ct), "threads": torch.get_num_threads()}
+    reset_peak_rss()
+    cold, info = time_analyze(ct, args.model)
+    out["analyze_cold_s"] = round(cold, 2)
+    out["peak_rss_mb"] = round(peak_rss_mb(), 0)
+    warm, info = time_analyze(ct, args.model)
+    out["analyze_warm_s"] = round(warm, 2)
+    out["stages_s"] = info["run"]["timings_s"]
+    out["precision"] = info["run"]["precision"]
+    out["lesions"] = info["summary"]["lesion_count"]
+    base_tumor = info["tumor"].array
+    if args.ablation:
+        dt32, info32 = time_analyze(ct, args.model, precision="float32")
+        a, b = base_tumor > 0, info32["tumor"].array > 0
+        denom = int(a.sum() + b.sum())
+        out["ablation"] = {
+            "float32_total_s": round(dt32, 2),
+            "float32_predict_s": info32["run"]["timings_s"]["predict"],
+            "dice_bf16_vs_fp32": (2 * int((a & b).sum()) / denom) if denom else None,
+        }
+    fwd, what = time_nnunet_forward(args.repeats)
+    out["nnunet_forward_s"] = round(fwd, 2)
+    out["nnunet_network"] = what
+    out["ratio_cold"] = round(cold / fwd, 2)
+    out["ratio_warm"] = round(warm / fwd, 2)
+    return out
+
+
+def accuracy(args: argparse.Namespace) -> dict[str, Any]:
+    from lungspread.analyze import analyze
+    from lungspread.demo import compare_lesions, dice
+    from lungspread.io import read_volume
+
+    rows: list[dict[str, Any]] = []
+    cases: list[tuple[str, Path, Path]] = []
+    for name in ("lidc-idri-0001", "lidc-idri-0002"):
+        cases.append((name, DATA / name / "ct.nii.gz", DATA / name / "nodules.nii.gz"))
+    if args.phantoms:
+        ds = json.loads((Path(args.phantoms) / "dataset.json").read_text())
+        for entry in ds["training"][: args.max_phantoms]:
+            img = Path(args.phantoms) / entry["image"]
+            lab = Path(args.phantoms) / entry["label"]
+            cases.append((img.name.split(".")[0], img, lab))
+    for name, img, lab in cases:
+        t0 = time.perf_counter()
+        res = analyze(img, model=args.model, device="cpu", tta=args.tta)
+        dt = time.perf_counter() - t0
+        truth = read_volume(lab).array > 0
+        pred = res.tumor.array > 0
+        les = compare_lesions(truth, pred)
+        rows.append(
+            {
+                "case": name,
+                "dice": round(dice(truth, pred), 4),
+                "lesion_dice": [round(x["dice"], 3) for x in les["per_lesion"]],
+                "true_lesions": les["true_lesions"],
+                "found": les["found"],
+                "false_positive_lesions": les["false_positive_lesions"],
+                "seconds": round(dt, 1),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return {"cases": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ct", default=str(DATA / "lidc-idri-0002" / "ct.nii.gz"))
+    ap.add_argument("--model", type=Path, default=None, help="model folder (default: bundled)")
+    ap.add_argument("--repeats", type=int, default=1, help="timed nnU-Net forward passes")
+    ap.add_argument("--ablation", action="store_true", help="also time float32")
+    ap.add_argument("--accuracy", action="store_true", help="accuracy instead of speed")
+    ap.add_argument("--phantoms", type=Path, default=None, help="held-out phantom dataset")
+    ap.add_argument("--max-phantoms", type=int, default=10)
+    ap.add_argument("--tta", action="store_true")
+    args = ap.parse_args()
+    result = accuracy(args) if args.accuracy else speed(args)
+    print(json.dumps(result, indent=2))
+    if not args.accuracy:
+        print(
+            f"\nanalyze {result['analyze_cold_s']:.1f} s (first run; "
+            f"{result['analyze_warm_s']:.1f} s warm), nnU-Net Task06 forward pass "
+            f"{result['nnunet_forward_s']:.1f} s -> ratio "
+            f"{result['ratio_cold']:.2f} (warm {result['ratio_warm']:.2f}); peak memory "
+            f"{result['peak_rss_mb']:.0f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Build the training (or held-out validation) set of lungspread's bundled model.
+
+    .venv/bin/python scripts/build_trainset.py OUT --cases N [--seed S] [--split train|val]
+        [--lidc ../shared/data/lidc-nodule-vois] [--spacing 1.5] [--size full]
+
+Writes an MSD-format folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``) of phantom
+chests with real LIDC-IDRI nodules pasted into their lungs, which ``lungspread train`` reads.
+See :mod:`lungspread.data.trainset` for what goes in and why, and
+``src/lungspread/weights/MODEL_CARD.md`` for the exact commands behind the bundled model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1].strip() if __doc__ else "")
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--cases", type=int, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", choices=("train", "val"), default="train")
+    ap.add_argument(
+        "--lidc",
+        type=Path,
+        default=REPO.parent / "shared" / "data" / "lidc-nodule-vois",
+        help="LIDC nodule crops folder; 'none' for phantoms only",
+    )
+    ap.add_argument("--spacing", type=float, default=1.5, help="isotropic voxel size (mm)")
+    ap.add_argument("--size", default="full", help="phantom size (small or full)")
+    ap.add_argument("--min-nodules", type=int, default=1)
+    ap.add_argument("--max-nodules", type=int, default=4)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    from lungspread.data.trainset import build_trainset
+    from lungspread.errors import LungspreadError
+
+    t0 = time.perf_counter()
+
+    def progress(i: int, cid: str) -> None:
+        print(f"{i + 1}/{args.cases} {cid}  {time.perf_counter() - t0:.0f} s", flush=True)
+
+    lidc = None if str(args.lidc).lower() == "none" else args.lidc
+    try:
+        build_trainset(
+            args.out,
+            args.cases,
+            seed=args.seed,
+            split=args.split,
+            lidc_root=lidc,
+            spacing_mm=(args.spacing, args.spacing, args.spacing),
+            nodules_per_case=(args.min_nodules, args.max_nodules),
+            size=args.size,
+            on_case=progress,
+        )
+    except LungspreadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

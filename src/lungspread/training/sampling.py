@@ -1,0 +1,147 @@
+"""Patch sampling with nnU-Net's foreground oversampling.
+
+A batch of ``B`` patches: the last ``round(B * oversample_fg)`` are centred on a tumor voxel
+drawn at random from the case's tumor voxels (nnU-Net forces the last 33% of each batch the
+same way); the others are centred at random. Cases are drawn uniformly. 2D networks get
+patches from slices: a random slice (or the slice of the drawn tumor voxel). Patches that
+reach beyond the image are padded with the image's minimum (air, after normalization).
+
+Sampling only copies small crops out of (possibly memory-mapped) arrays, so it is cheap; the
+augmentation that follows runs on the whole batch on the training device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: tumor voxels remembered per case for oversampling (nnU-Net keeps 10,000 too)
+MAX_FG_VOXELS = 10_000
+
+
+@dataclass
+class PreparedCase:
+    """A training case on the network's grid: normalized image, 0/1 label, tumor voxels."""
+
+    id: str
+    image: np.ndarray
+    label: np.ndarray
+    fg_voxels: np.ndarray
+    pad_value: float
+
+    @classmethod
+    def from_arrays(
+        cls, case_id: str, image: np.ndarray, label: np.ndarray, seed: int = 0
+    ) -> PreparedCase:
+        coords = np.argwhere(np.asarray(label) > 0)
+        if len(coords) > MAX_FG_VOXELS:
+            pick = np.random.default_rng(seed).choice(len(coords), MAX_FG_VOXELS, replace=False)
+            coords = coords[np.sort(pick)]
+        pad = float(np.min(image)) if image.size else 0.0
+        return cls(case_id, image, label, coords.astype(np.int32), pad)
+
+
+def crop_padded(
+    array: np.ndarray, center: Sequence[int], size: Sequence[int], pad_value: float
+) -> np.ndarray:
+    """The box of ``size`` centred at ``center`` (``start = center - size // 2``), padded."""
+    starts = [int(c) - int(s) // 2 for c, s in zip(center, size, strict=True)]
+    src, dst = [], []
+    for st, sz, n in zip(starts, size, array.shape, strict=True):
+        lo, hi = max(st, 0), min(st + int(sz), n)
+        if hi <= lo:
+            lo = hi = 0
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - st, lo - st + (hi - lo)))
+    out = np.full(tuple(int(s) for s in size), pad_value, dtype=array.dtype)
+    out[tuple(dst)] = array[tuple(src)]
+    return out
+
+
+def _random_center(rng: np.random.Generator, shape: Sequence[int], size: Sequence[int]) -> list[int]:
+    """A centre such that the box stays inside the image where the image is large enough."""
+    out = []
+    for n, s in zip(shape, size, strict=True):
+        lo, hi = s // 2, n - (s - s // 2)
+        if hi < lo:  # image smaller than the box: centre it
+            out.append(n // 2)
+        else:
+            out.append(int(rng.integers(lo, hi + 1)))
+    return out
+
+
+def _clamped_center(center: Sequence[int], shape: Sequence[int], size: Sequence[int]) -> list[int]:
+    out = []
+    for c, n, s in zip(center, shape, size, strict=True):
+        lo, hi = s // 2, n - (s - s // 2)
+        out.append(n // 2 if hi < lo else int(min(max(c, lo), hi)))
+    return out
+
+
+class PatchSampler:
+    """Draws batches ``(images (B, 1, *size) float32, labels (B, 1, *size) uint8)``.
+
+    ``size`` is the crop size (the patch plus a margin for the spatial augmentation); 2 numbers
+    for 2D networks (crops of the slices k), 3 for 3D networks.
+    """
+
+    def __init__(
+        self,
+        cases: list[PreparedCase],
+        size: Sequence[int],
+        batch_size: int,
+        oversample_fg: float = 0.33,
+    ) -> None:
+        if not cases:
+            raise ValueError("no training cases to sample from")
+        self.cases = cases
+        self.size = [int(s) for s in size]
+        self.dims = len(self.size)
+        self.batch_size = int(batch_size)
+        self.n_forced = int(round(self.batch_size * float(oversample_fg)))
+        self.with_fg = [i for i, c in enumerate(cases) if len(c.fg_voxels)]
+
+    def sample_one(
+        self, rng: np.random.Generator, force_fg: bool
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        if force_fg and self.with_fg:
+            case = self.cases[self.with_fg[int(rng.integers(len(self.with_fg)))]]
+            voxel = case.fg_voxels[int(rng.integers(len(case.fg_voxels)))]
+        else:
+            case = self.cases[int(rng.integers(len(self.cases)))]
+            voxel = None
+        img, lab = case.image, case.label
+        if self.dims == 2:
+            if voxel is not None:
+                k = int(voxel[2])
+                center = _clamped_center(voxel[:2], img.shape[:2], self.size)
+            else:
+                k = int(rng.integers(img.shape[2]))
+                center = _random_center(rng, img.shape[:2], self.size)
+            img2, lab2 = img[:, :, k], lab[:, :, k]
+            return (
+                crop_padded(np.asarray(img2), center, self.size, case.pad_value),
+                crop_padded(np.asarray(lab2), center, self.size, 0),
+                case.pad_value,
+            )
+        if voxel is not None:
+            center = _clamped_center(voxel, img.shape, self.size)
+        else:
+            center = _random_center(rng, img.shape, self.size)
+        return (
+            crop_padded(img, center, self.size, case.pad_value),
+            crop_padded(lab, center, self.size, 0),
+            case.pad_value,
+        )
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(images, labels, pad_values)``; ``pad_values`` (B,) is each crop's fill value."""
+        images = np.empty((self.batch_size, 1, *self.size), dtype=np.float32)
+        labels = np.empty((self.batch_size, 1, *self.size), dtype=np.uint8)
+        pads = np.empty(self.batch_size, dtype=np.float32)
+        for b in range(self.batch_size):
+            force = b >= self.batch_size - self.n_forced
+            images[b, 0], labels[b, 0], pads[b] = self.sample_one(rng, force)
+        return images, labels, pads

@@ -1,0 +1,65 @@
+"""``lungspread demo``: runs from nothing with the bundled model, scores against the truth."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lungspread.analyze import bundled_model_dir
+from lungspread.cli.app import main
+from lungspread.demo import compare_lesions, dice
+
+
+def test_dice_and_lesion_comparison_by_hand() -> None:
+    truth = np.zeros((20, 20, 20), bool)
+    truth[2:6, 2:6, 2:6] = True  # lesion 1, 64 voxels
+    truth[12:14, 12:14, 12:14] = True  # lesion 2, 8 voxels, missed
+    pred = np.zeros_like(truth)
+    pred[2:6, 2:6, 2:4] = True  # half of lesion 1
+    pred[16:18, 2:4, 2:4] = True  # a false positive
+    assert dice(truth, pred) == pytest.approx(2 * 32 / (72 + 40))
+    assert math.isnan(dice(np.zeros(3), np.zeros(3)))
+    les = compare_lesions(truth, pred)
+    assert (les["true_lesions"], les["found"], les["missed"]) == (2, 1, 1)
+    assert (les["predicted_lesions"], les["false_positive_lesions"]) == (2, 1)
+    assert les["per_lesion"][0]["dice"] == pytest.approx(2 * 32 / (64 + 32))
+    assert les["per_lesion"][1]["dice"] == 0.0
+
+
+@pytest.mark.skipif(
+    not (bundled_model_dir() / "model.json").is_file(), reason="no bundled model in this tree"
+)
+def test_demo_runs_and_reruns_over_its_own_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Dice" in text and str(out) in text
+    names = {p.name for p in out.iterdir()}
+    assert {"ct.nii.gz", "truth_tumor.nii.gz", "tumor.nii.gz", "lungs.nii.gz"} <= names
+    assert {"report.json", "run.json", "demo.json"} <= names
+    demo = json.loads((out / "demo.json").read_text())
+    assert demo["lesions"]["true_lesions"] >= 1
+    assert 0.0 <= demo["dice"] <= 1.0
+    run = json.loads((out / "run.json").read_text())
+    assert run["command"] == "demo" and run["model"]["folder"] == "bundled"
+    # the bundled model finds the phantom's tumors (a sanity floor, not the accuracy claim)
+    assert demo["dice"] >= 0.5, demo
+    # rerunning over its own output is fine and gives the same result
+    assert main(["demo", "--out", str(out)]) == 0
+    assert json.loads((out / "demo.json").read_text()) == demo
+
+
+def test_demo_refuses_a_folder_that_is_not_a_demo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "thesis.tex").write_text("precious")
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["thesis.tex"]

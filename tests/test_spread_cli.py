@@ -1,0 +1,123 @@
+"""``lungspread spread`` and ``lungspread follow-up`` from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lungspread.cli.app import main
+from lungspread.io import write_volume
+from lungspread.volume import Volume
+from test_spread_report import SPACING, lungs_array, tumor_array
+
+
+def _write(arr: np.ndarray, path: Path, spacing=SPACING, origin=(0.0, 0.0, 0.0)) -> Path:
+    write_volume(Volume.from_spacing(arr, spacing, origin), path)
+    return path
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, Path]:
+    ct = np.where(lungs_array() > 0, -850, 40).astype(np.int16)
+    ct[tumor_array() > 0] = 30
+    return {
+        "mask": _write(tumor_array(), tmp_path / "tumor.nii.gz"),
+        "lungs": _write(lungs_array(), tmp_path / "lungs.nii.gz"),
+        "ct": _write(ct, tmp_path / "ct.nii.gz"),
+    }
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_spread_on_a_mask_only(files: dict[str, Path], tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["spread", str(files["mask"]), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "run.json"]
+    report = json.loads((out / "report.json").read_text())
+    les = report["lesions"][0]
+    assert les["volume_ml"] == pytest.approx(448 * 1.5 * 1.5 * 2.5 / 1000, abs=1e-4)
+    assert les["recist_diameter_mm"] > 40 and les["max_diameter_mm"] > les["recist_diameter_mm"]
+    assert les["side"] is None and les["null_reasons"]["side"].startswith("no lung mask")
+    assert les["mean_hu"] is None and les["null_reasons"]["mean_hu"] == "no CT given"
+    assert report["lungs"]["total_ml"] is None and "lungs" in report["null_reasons"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["command"] == "spread"
+    assert run["inputs"]["mask"] == str(files["mask"].resolve())
+    assert "measure" in run["timings_s"]
+    assert "4 lesion(s)" in capsys.readouterr().out
+
+
+def test_spread_with_ct_and_lungs(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["spread", str(files["mask"]), "--ct", str(files["ct"]), "--lungs", str(files["lungs"])]
+    assert main([*args, "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["lungs"]["right_ml"] == pytest.approx(315.0)
+    assert report["lesions"][0]["mean_hu"] == 30.0
+    assert report["lesions"][0]["solid_fraction"] == 1.0
+    assert report["t_descriptor"]["estimate"] == "T4"
+    assert not (out / "lungs.nii.gz").exists()  # lungs were given, not segmented
+    # A second run into the same folder needs --overwrite.
+    assert main([*args, "--out", str(out)]) == 2
+    assert main([*args, "--out", str(out), "--overwrite"]) == 0
+
+
+def test_missing_file_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    missing = tmp_path / "nope.nii.gz"
+    assert main(["spread", str(missing), "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "nope.nii.gz" in line
+    assert not out.exists() or not any(out.iterdir())
+    assert not any(p.name.startswith(".out.partial") for p in tmp_path.iterdir())
+
+
+def test_grid_mismatch_is_one_line_and_exit_2(
+    files: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    ct = _write(np.zeros((100, 60, 40), np.int16), tmp_path / "ct_other.nii.gz", (1.5, 1.5, 3.0))
+    out = tmp_path / "out"
+    assert main(["spread", str(files["mask"]), "--ct", str(ct), "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "(100, 60, 48)" in line and "(100, 60, 40)" in line
+    assert "1.5x1.5x3" in line and "1.5x1.5x2.5" in line
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_follow_up_command(tmp_path: Path, capsys) -> None:
+    base_t = tumor_array()
+    fu_t = tumor_array()
+    fu_t[30:58, 28:32, 20:24] = 0  # the largest target (L1, 42 mm) is gone: PR or better
+    shift = (5.0, -3.0, 20.0)
+    base_dir, fu_dir, out = tmp_path / "base", tmp_path / "fu", tmp_path / "cmp"
+    for arr, folder, origin in ((base_t, base_dir, (0.0, 0.0, 0.0)), (fu_t, fu_dir, shift)):
+        src = tmp_path / f"src_{folder.name}"
+        src.mkdir()
+        mask = _write(arr, src / "mask.nii.gz", origin=origin)
+        lungs = _write(lungs_array(), src / "lungs.nii.gz", origin=origin)
+        assert main(["spread", str(mask), "--lungs", str(lungs), "--out", str(folder)]) == 0
+    capsys.readouterr()
+    assert main(["follow-up", str(base_dir), str(fu_dir), "--out", str(out)]) == 0
+    res = json.loads((out / "followup.json").read_text())
+    assert res["alignment"]["translation_mm"] == pytest.approx([-5.0, 3.0, -20.0], abs=1e-3)
+    assert [d["id"] for d in res["disappeared_lesions"]] == ["L1"]
+    assert res["new_lesions"] == []
+    rec = res["recist"]
+    assert rec["sum_change_pct"] <= -30.0
+    assert res["response"] == "PR"
+    assert res["matching"]["masks_used"] is True  # masks found through run.json
+    assert "RECIST 1.1 response: PR" in capsys.readouterr().out
+    # A folder without report.json: one line, exit 2.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["follow-up", str(empty), str(fu_dir), "--out", str(tmp_path / "x")]) == 2
+    assert "report.json" in _one_error_line(capsys.readouterr().err)
