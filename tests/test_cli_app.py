@@ -15,7 +15,6 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def _command_paths() -> list[list[str]]:
-    import click
     import typer.main
 
     from lungspread.cli.app import _build_app
@@ -23,9 +22,10 @@ def _command_paths() -> list[list[str]]:
     root = typer.main.get_command(_build_app())
     paths: list[list[str]] = []
 
-    def walk(cmd: click.Command, prefix: list[str]) -> None:
-        if isinstance(cmd, click.Group):
-            for name, sub in cmd.commands.items():
+    def walk(cmd: object, prefix: list[str]) -> None:
+        subcommands = getattr(cmd, "commands", None)
+        if isinstance(subcommands, dict):
+            for name, sub in subcommands.items():
                 walk(sub, [*prefix, name])
         else:
             paths.append(prefix)

@@ -66,3 +66,14 @@ def test_run_record_has_version_inputs_and_timings(tmp_path: Path) -> None:
     assert data["inputs"] == {"ct": "ct.nii.gz"}
     assert set(data["timings_s"]) == {"read", "total"}
     assert data["timings_s"]["total"] >= data["timings_s"]["read"] >= 0
+
+
+def test_atomic_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    path = tmp_path / "x.json"
+    write_json(path, {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

@@ -83,4 +83,5 @@ def register(app: typer.Typer) -> None:
         names = [v.strip() for v in labels.split(",")] if labels else None
         compare(evaluations, out, labels=names, overwrite=overwrite)
         console = Console(highlight=False, quiet=quiet)
-        console.print((Path(out) / "comparison.md").read_text(encoding="utf-8"))
+        if not quiet:
+            typer.echo((Path(out) / "comparison.md").read_text(encoding="utf-8"))

@@ -245,6 +245,7 @@ def register(app: typer.Typer) -> None:
                 resume=resume, callbacks=callbacks,
             )
         console = Console(highlight=False, quiet=quiet)
-        console.print((Path(out) / "results.md").read_text(encoding="utf-8"))
+        if not quiet:
+            typer.echo((Path(out) / "results.md").read_text(encoding="utf-8"))
         if rows:
             console.print(f"best: {rows[0]['trial']}")

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from lungspread.phantom.geometry import F32
+
 from lungspread.errors import InputError
 from lungspread.phantom.acquisition import Acquisition, acquire
 from lungspread.phantom.anatomy import Anatomy, plan_fields, render_anatomy, sample_anatomy
@@ -37,8 +39,8 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = 1
 
 #: Points per lung per tree: one terminal branch per point (about one per 1.3 mL of lung).
-TREE_POINTS = 1900
-LEAF_RADIUS_MM = 0.5
+TREE_POINTS = 3500
+LEAF_RADIUS_MM = 0.45
 
 
 @dataclass
@@ -245,7 +247,7 @@ def _grow_trees(
         root = an.hila["airway_root"][name]
         airway = grow_tree(pts, root, rng, LEAF_RADIUS_MM)
         lumen = 0.8 * airway.ra
-        wall = 0.22 * lumen + 0.15
+        wall = 0.18 * lumen + 0.25
         gap = airway.ra + lumen + wall + 0.4
         arteries = offset_tree(airway, gap, rng)
         arteries.a[airway.parent < 0] = an.hila["artery_root"][name]
@@ -270,21 +272,28 @@ def _render_trees(
     trees: dict[str, list[Tree]],
 ) -> None:
     sx, sy, sz = grid.spacing
-    thin = 0.75 * min(sx, sy)
+    thin = 1.0 * min(sx, sy)
     blood = an.hu["blood"]
     lung = an.hu["lung"]
     weight = lung_frac
-    for tree in trees["arteries"] + trees["veins"]:
-        big = tree.ra >= thin
-        splat_tubes(hu, grid, tree.a[~big], tree.b[~big], tree.ra[~big], tree.rb[~big],
+    vessels = trees["arteries"] + trees["veins"]
+    for tree in vessels:
+        small = tree.ra < thin
+        splat_tubes(hu, grid, tree.a[small], tree.b[small], tree.ra[small], tree.rb[small],
                     blood - lung, weight)
+    # Splats of vessels about a voxel wide can pile up above blood: clip them in the lungs.
+    lungs_box = _bbox(lung_frac)
+    if lungs_box is not None:
+        np.minimum(hu[lungs_box], F32(blood), out=hu[lungs_box])
+    for tree in vessels:
+        big = tree.ra >= thin
         paint_tubes(hu, grid, tree.a[big], tree.b[big], tree.ra[big], tree.rb[big], blood,
                     weight)
     wall_hu = an.hu["airway_wall"]
     for tree in trees["airways"]:
         lumen_a, lumen_b = 0.8 * tree.ra, 0.8 * tree.rb
-        wall_a, wall_b = lumen_a * 1.22 + 0.15, lumen_b * 1.22 + 0.15
-        vis = lumen_a >= 0.7  # smaller bronchi are invisible on CT
+        wall_a, wall_b = lumen_a * 1.18 + 0.25, lumen_b * 1.18 + 0.25
+        vis = lumen_a >= 1.1  # smaller bronchi are hardly visible on CT
         big = vis & (lumen_a >= thin)
         small = vis & ~big
         if small.any():
@@ -298,6 +307,18 @@ def _render_trees(
                     weight)
         paint_tubes(hu, grid, tree.a[big], tree.b[big], lumen_a[big], lumen_b[big], -1000.0,
                     weight, mask_out=airway_mask)
+
+
+def _bbox(arr: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Index box of the non-zero voxels of ``arr`` (k, j, i)."""
+    out = []
+    for ax in range(3):
+        other = tuple(a for a in range(3) if a != ax)
+        nz = np.nonzero(np.any(arr != 0, axis=other))[0]
+        if len(nz) == 0:
+            return None
+        out.append(slice(int(nz[0]), int(nz[-1]) + 1))
+    return (out[0], out[1], out[2])
 
 
 def _noise_gain(an: Anatomy, grid: Grid) -> np.ndarray:

@@ -4,7 +4,7 @@ Trees grow by recursive space division, after Kitaoka et al. (J Appl Physiol 199
 supplies a set of points spread through the lung; it heads towards their centroid, stops
 part of the way there, and the set is cut in two by a plane that contains the branch and
 splits the set across its widest spread; each half gets a daughter branch. Radii follow
-Murray's law from the number of points a branch supplies (r ~ n^(1/2.6)), so vessels thin
+Murray's law from the number of points a branch supplies (r ~ n^(1/3)), so vessels thin
 towards the periphery and branch asymmetrically like real ones. All branches of one
 generation are processed together (no Python recursion), so a tree of thousands of branches
 grows in milliseconds.
@@ -25,7 +25,7 @@ import numpy as np
 
 from lungspread.phantom.geometry import F32, Grid, coverage, sd_segment
 
-MURRAY_EXPONENT = 2.6
+MURRAY_EXPONENT = 3.0
 
 
 @dataclass
