@@ -75,3 +75,23 @@ def write_toy_dataset(
     }
     (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
     return root
+
+
+def train_tiny_run(data: Path, run: Path, epochs: int = 2, **overrides: object) -> Path:
+    """Train a very small unet3d on ``data`` into ``run`` (a few seconds on a CPU)."""
+    from lungspread.training.config import make_config
+    from lungspread.training.trainer import train
+
+    settings: dict[str, object] = {
+        "model": "unet3d",
+        "model_kwargs": {"features": [4, 8, 16]},
+        "epochs": epochs,
+        "iters_per_epoch": 3,
+        "batch_size": 2,
+        "patch_size": [16, 16, 8],
+        "folds": 3,
+        "fit_samples": 20_000,
+    }
+    settings.update(overrides)
+    train(data, run, make_config("default", **settings), device="cpu", tensorboard=False)
+    return run

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lungspread.cli.cmd_export",
     "lungspread.cli.cmd_train",
     "lungspread.cli.cmd_evaluate",
+    "lungspread.cli.cmd_phantom",
 )
 
 

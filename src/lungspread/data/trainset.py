@@ -10,9 +10,10 @@ What goes in, and why (see also ``lungspread/weights/MODEL_CARD.md``):
   masks) pasted into the phantoms' lungs (:func:`lungspread.phantom.insert_nodule`), so the
   network sees real nodule texture, margins and surrounding lung. Crops are split by
   patient (:func:`split_patients`); patients ``LIDC-IDRI-0001`` and ``LIDC-IDRI-0002`` are
-  never used (they are the real test scans). Ground-glass and part-solid nodules (mean HU
-  inside the mask below :data:`SUBSOLID_MEAN_HU`) are drawn more often than their share,
-  because they are rare in LIDC (about 1 in 8) and the hardest for a model.
+  never used (they are the real test scans). Ground-glass and part-solid nodules (90th
+  percentile of HU inside the mask below :data:`SUBSOLID_P90_HU`: 140 of the 838 training
+  crops) are drawn about twice as often as their share, because they are the hardest for a
+  model and one of the two real test lesions is one.
 * **Not used**: the MSD Task06 2D slices and 2D patches (a 3D network cannot learn from
   single slices without inventing the third dimension, and stacking a slice into a volume
   turns vessels into plates), and the two whole LIDC scans (held out for testing; they are
@@ -43,9 +44,10 @@ log = logging.getLogger(__name__)
 #: The real test scans: their nodules are never used for training.
 TEST_PATIENTS = ("LIDC-IDRI-0001", "LIDC-IDRI-0002")
 
-#: Mean HU inside a nodule's mask below which it counts as sub-solid (ground-glass or
-#: part-solid) when drawing nodules.
-SUBSOLID_MEAN_HU = -300.0
+#: 90th percentile of HU inside a nodule's mask below which it counts as sub-solid
+#: (ground-glass or part-solid) when drawing nodules; the mean would call most small solid
+#: nodules sub-solid because of the partial volume at their edge.
+SUBSOLID_P90_HU = -200.0
 
 
 @dataclass(frozen=True)
@@ -118,10 +120,11 @@ def load_crop(crop: NoduleCrop) -> tuple[Volume, Volume]:
     )
 
 
-def crop_mean_hu(crop: NoduleCrop) -> float:
+def crop_p90_hu(crop: NoduleCrop) -> float:
+    """90th percentile of the HU inside the nodule's mask."""
     img, mask = load_crop(crop)
     inside = img.array[mask.array > 0]
-    return float(inside.mean()) if inside.size else float("nan")
+    return float(np.percentile(inside, 90)) if inside.size else float("nan")
 
 
 def draw_crops(
@@ -143,22 +146,95 @@ def draw_crops(
     return out
 
 
-def _resample_to(vol: Volume, spacing_mm: tuple[float, float, float]) -> Volume:
-    """``vol`` on an axis-aligned grid with ``spacing_mm`` covering the same box (trilinear)."""
-    from lungspread.resample import resample_to_spacing
+def _coarse_lungs(lungs: Volume, step: tuple[int, int, int] = (4, 4, 2)) -> Volume:
+    """Every ``step``-th voxel of the lung label (for fast placement of nodules)."""
+    arr = np.ascontiguousarray(np.asarray(lungs.array)[:: step[0], :: step[1], :: step[2]])
+    affine = lungs.affine.copy()
+    affine[:3, :3] = affine[:3, :3] * np.asarray(step, dtype=np.float64)[None, :]
+    return Volume(arr, affine)
 
-    out: Volume = resample_to_spacing(vol, spacing_mm)
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A random turn about the patient's z axis with random left-right / front-back flips
+    (crops keep their slice axis: their masks are coarser across slices)."""
+    theta = float(rng.uniform(0.0, 2.0 * np.pi))
+    c, s = np.cos(theta), np.sin(theta)
+    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    flips = np.diag([rng.choice([-1.0, 1.0]), rng.choice([-1.0, 1.0]), 1.0])
+    out: np.ndarray = rot @ flips
     return out
 
 
-def _lung_box(lungs: np.ndarray, spacing: tuple[float, ...], margin_mm: float) -> tuple[slice, ...]:
-    nz = np.nonzero(lungs)
-    box = []
-    for axis in range(3):
-        pad = int(np.ceil(margin_mm / spacing[axis]))
-        lo, hi = int(nz[axis].min()), int(nz[axis].max()) + 1
-        box.append(slice(max(0, lo - pad), min(lungs.shape[axis], hi + pad)))
-    return tuple(box)
+def paste_crop(
+    ct: Volume,
+    tumor: Volume,
+    lungs: Volume,
+    crop: NoduleCrop,
+    rng: np.random.Generator,
+    juxtapleural_share: float = 0.25,
+    coarse: Volume | None = None,
+) -> tuple[Volume, Volume] | None:
+    """Blend one real nodule into the lungs (:func:`lungspread.phantom.insert_nodule`) at a
+    random site: deep enough for the nodule to fit, or (``juxtapleural_share`` of the time)
+    against the lung's boundary, turned and flipped at random and scaled by 0.85-1.25.
+    Returns the new (CT, tumor mask), or None when no site fits."""
+    from lungspread.errors import GeometryError
+    from lungspread.phantom.insert import insert_nodule, lung_site
+
+    img, mask = load_crop(crop)
+    radius_mm = (3.0 * crop.volume_ml * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0)
+    depth = 1.0 if rng.random() < juxtapleural_share else max(3.0, 0.8 * radius_mm)
+    try:
+        center = lung_site(coarse if coarse is not None else _coarse_lungs(lungs), rng, depth)
+        new_ct, new_tumor = insert_nodule(
+            ct,
+            tumor,
+            img.array,
+            mask.array,
+            img.spacing,
+            center,
+            lungs=lungs,
+            rotation=random_rotation(rng),
+            scale=float(rng.uniform(0.85, 1.25)),
+        )
+    except (InputError, GeometryError) as exc:
+        log.info("%s not pasted: %s", crop.case, exc)
+        return None
+    return new_ct, new_tumor
+
+
+def to_model_grid(
+    ct: Volume,
+    tumor: Volume,
+    lungs: Volume,
+    spacing_mm: tuple[float, float, float],
+    margin_mm: float,
+) -> tuple[Volume, Volume]:
+    """(CT int16, tumor uint8) as the model sees them in analyze: cropped to the lungs'
+    bounding box plus ``margin_mm`` (:func:`lungspread.analyze.lung_crop_box`) on the native
+    grid, then resized to ``spacing_mm`` with the predictor's own resampling
+    (:func:`lungspread.inference.predictor.prepare_array`'s trilinear resize; the label
+    linearly, then >= 0.5). The affine records ``spacing_mm`` exactly, so that training needs
+    no second resampling (the crop's true extent differs by less than one voxel)."""
+    from lungspread.analyze import crop_volume, lung_crop_box
+    from lungspread.inference.predictor import prepare_label, resampled_shape, resize_array
+
+    box = lung_crop_box(lungs, margin_mm)
+    if box is None:
+        raise InputError("the phantom has no lungs")
+    region = crop_volume(ct, box)
+    shape = resampled_shape(region.shape, region.spacing, spacing_mm, 3)
+    img = np.round(resize_array(np.asarray(region.array, np.float32), shape, order=1))
+    lab = prepare_label(np.asarray(tumor.array)[box], shape)
+    affine = region.affine.copy()
+    affine[:3, :3] = region.direction * np.asarray(spacing_mm)[None, :]
+    # align_corners=False: new voxel 0's centre sits (f - 1) / 2 old voxels in, f = old/new
+    f = np.asarray(region.shape, np.float64) / np.asarray(shape, np.float64)
+    affine[:3, 3] = region.index_to_world((f - 1.0) / 2.0)
+    return (
+        Volume(img.astype(np.int16), affine),
+        Volume(lab.astype(np.uint8), affine.copy()),
+    )
 
 
 def write_msd_dataset(
@@ -201,7 +277,7 @@ def build_trainset(
     ``seed * 100_000 + (0 if train else 50_000) + i``, so every case is reproducible alone.
     """
     from lungspread.io import write_volume
-    from lungspread.phantom import insert_nodule, make_phantom
+    from lungspread.phantom import make_phantom
 
     if split not in ("train", "val"):
         raise InputError(f"split must be 'train' or 'val', got {split!r}")
@@ -212,7 +288,7 @@ def build_trainset(
     subsolid: set[str] = set()
     if lidc_root is not None:
         crops = split_patients(lidc_crops(lidc_root))[split]
-        subsolid = {c.case for c in crops if crop_mean_hu(c) < SUBSOLID_MEAN_HU}
+        subsolid = {c.case for c in crops if crop_p90_hu(c) < SUBSOLID_P90_HU}
         log.info("%d %s crops, %d sub-solid", len(crops), split, len(subsolid))
     entries: list[dict[str, Any]] = []
     base = seed * 100_000 + (0 if split == "train" else 50_000)
@@ -224,26 +300,16 @@ def build_trainset(
         pasted: list[str] = []
         if crops:
             k = int(rng.integers(nodules_per_case[0], nodules_per_case[1] + 1))
+            coarse = _coarse_lungs(lungs)
             for crop in draw_crops(crops, k, rng, subsolid):
-                img, mask = load_crop(crop)
-                res = insert_nodule(ct, tumor, lungs, img, mask, rng)
-                if res is not None:
-                    ct, tumor = res[0], res[1]
+                result = paste_crop(ct, tumor, lungs, crop, rng, coarse=coarse)
+                if result is not None:
+                    ct, tumor = result
                     pasted.append(crop.case)
-        ct_r = _resample_to(ct.with_array(np.asarray(ct.array, np.float32)), spacing_mm)
-        tumor_r = _resample_to(tumor.with_array(np.asarray(tumor.array, np.float32)), spacing_mm)
-        lungs_r = _resample_to(
-            lungs.with_array((np.asarray(lungs.array) > 0).astype(np.float32)), spacing_mm
-        )
-        box = _lung_box(lungs_r.array > 0.5, spacing_mm, margin_mm)
+        img_vol, lab_vol = to_model_grid(ct, tumor, lungs, spacing_mm, margin_mm)
         cid = f"ls_{split}_{i:04d}"
-        img_arr = np.round(ct_r.array[box]).astype(np.int16)
-        lab_arr = (tumor_r.array[box] >= 0.5).astype(np.uint8)
-        origin = ct_r.index_to_world([b.start for b in box])
-        aff = ct_r.affine.copy()
-        aff[:3, 3] = origin
-        write_volume(Volume(img_arr, aff), out / "imagesTr" / f"{cid}.nii.gz")
-        write_volume(Volume(lab_arr, aff.copy()), out / "labelsTr" / f"{cid}.nii.gz")
+        write_volume(img_vol, out / "imagesTr" / f"{cid}.nii.gz")
+        write_volume(lab_vol, out / "labelsTr" / f"{cid}.nii.gz")
         entries.append(
             {
                 "image": f"./imagesTr/{cid}.nii.gz",

@@ -33,7 +33,7 @@ from scipy import ndimage as ndi
 
 from lungspread.errors import InputError
 from lungspread.lungs._grid import WorkGrid, block_mean, canonical_grid, full_index
-from lungspread.lungs._morph import fill_holes_per_slice, inplane_structure
+from lungspread.lungs._morph import capped, fill_holes_per_slice, inplane_structure
 from lungspread.lungs.airway import find_airway
 from lungspread.lungs.split import LEFT, MIN_LUNG_ML, RIGHT, select_and_split
 from lungspread.volume import Volume
@@ -53,7 +53,7 @@ class LungOptions:
     """Radius of the rolling ball that brings pleura-attached tumors into the lung."""
     hull_fill: bool = True
     """Also fill the chest-wall-side hollows of each lung's per-slice convex hull."""
-    margin_voxels: int = 1
+    margin_voxels: int = 2
     """Coarse voxels by which tissue added by the ball and hull steps grows outwards."""
     refine_edges: bool = True
     """Decide edge voxels at full resolution by HU (else plain nearest upsampling)."""
@@ -204,12 +204,13 @@ def fill_lungs(
     # keep well away from the airway lumen and wall (about 4 mm)
     airway_zone = ndi.binary_dilation(airway, structure=inplane_structure(2), iterations=2)
     present = [lbl for lbl in (RIGHT, LEFT) if (lungs_air == lbl).any()]
+    small_px = SMALL_HOLE_MM2 / (sp[0] * sp[1])
 
     filled: dict[int, np.ndarray] = {}
     for lbl in present:
         m = lungs_air == lbl
         box = _bbox(m, (1, 1, 1))
-        crop = fill_holes_per_slice(m[box])
+        crop = fill_holes_per_slice(m[box], small_px=small_px)
         crop = ndi.binary_fill_holes(crop)
         full = np.zeros_like(m)
         full[box] = crop
@@ -231,7 +232,7 @@ def fill_lungs(
         region[box] = grown
         out[region & (out == 0)] = lbl
     if opts.hull_fill and len(present) == 2:
-        _fill_hull_hollows(out, allowed_base)
+        _fill_hull_hollows(out, allowed_base, body, sp)
     filled_any = np.zeros_like(lungs_air, dtype=bool)
     for m in filled.values():
         filled_any |= m
@@ -256,7 +257,7 @@ def fill_lungs(
     for lbl in present:
         m = out == lbl
         box = _bbox(m, (1, 1, 1))
-        crop = fill_holes_per_slice(m[box])
+        crop = fill_holes_per_slice(m[box], small_px=small_px)
         sub = out[box]
         sub[crop & (sub == 0)] = lbl
     solid = (out > 0) & ((filled_any & (lungs_air == 0)) | keep_whole | seeds | ring_all)
@@ -277,6 +278,9 @@ def _reaching_inside(added: np.ndarray, lungs: np.ndarray) -> np.ndarray:
 
 
 _CROSS = ndi.generate_binary_structure(3, 1)
+#: Holes in a slice up to this area are always filled (vessels); larger ones (a tumor, the
+#: top of the diaphragm's dome) only when lung closes them above and below.
+SMALL_HOLE_MM2 = 300.0
 #: Only added pieces of at least this volume (a small tumor) grow by the margin.
 MARGIN_MIN_ML = 0.02
 
@@ -296,15 +300,21 @@ def _thick_components(mask: np.ndarray, min_voxels: float) -> np.ndarray:
     return out
 
 
-def _fill_hull_hollows(labels: np.ndarray, allowed: np.ndarray, max_fraction: float = 0.5) -> None:
+def _fill_hull_hollows(
+    labels: np.ndarray,
+    allowed: np.ndarray,
+    body: np.ndarray,
+    spacing: tuple[float, float, float],
+    max_fraction: float = 0.5,
+) -> None:
     """Per slice, fill each lung's convex-hull hollows that open onto the chest wall only.
 
     A hollow is a connected part of (the lung's convex hull minus the lung) within a slice.
-    Its open side (the hull's chord) faces the chest wall when what lies beyond it is outside
-    the convex hull of both lungs; it faces the mediastinum (heart, hilum, aorta, spine, the
-    other lung) when what lies beyond is still inside that hull. Only hollows that touch the
-    outside and never the mediastinal side are filled: a tumor on the costal pleura comes in,
-    the heart does not. Hollows larger than ``max_fraction`` of the lung's area in the slice
+    Its open side (the hull's chord) faces the chest wall when the pixels just beyond it are
+    nearer the body's surface than the other lung; it faces the mediastinum (heart, hilum,
+    aorta, spine) when they are nearer the other lung. Only hollows whose open side mostly
+    faces the chest wall are filled: a tumor on the costal pleura comes in, the heart does
+    not. Hollows larger than ``max_fraction`` of the lung's area in the slice
     (the diaphragm's dome inside a thin crescent of lung) and one-pixel slivers along a
     digital pleura are left open too.
     """
@@ -317,35 +327,47 @@ def _fill_hull_hollows(labels: np.ndarray, allowed: np.ndarray, max_fraction: fl
     sub = labels[box]
     shape = sub.shape
     hull = {RIGHT: np.zeros(shape, bool), LEFT: np.zeros(shape, bool)}
-    both = np.zeros(shape, bool)
-    rim = {}
+    outline = {}
     for lbl in (RIGHT, LEFT):
         m = sub == lbl
-        rim[lbl] = m & ~ndi.binary_erosion(m, structure=inplane_structure(1))
+        outline[lbl] = m & ~ndi.binary_erosion(m, structure=inplane_structure(1))
     for k in range(shape[2]):
-        pts_r = np.argwhere(rim[RIGHT][:, :, k])
-        pts_l = np.argwhere(rim[LEFT][:, :, k])
+        pts_r = np.argwhere(outline[RIGHT][:, :, k])
+        pts_l = np.argwhere(outline[LEFT][:, :, k])
         if pts_r.shape[0] < 8 or pts_l.shape[0] < 8:
             continue
         vr = _hull_vertices(pts_r)
         vl = _hull_vertices(pts_l)
         hull[RIGHT][:, :, k] = _polygon_mask(vr, shape[:2])
         hull[LEFT][:, :, k] = _polygon_mask(vl, shape[:2])
-        both[:, :, k] = _polygon_mask(_hull_vertices(np.vstack([vr, vl])), shape[:2])
     touch = inplane_structure(2)
-    outside_near = ndi.binary_dilation(~both, structure=touch)
     al = allowed[box]
+    # the body's surface in these slices, in the box's index frame
+    body_k = body[:, :, box[2]]
+    skin = _edge_points(body_k)
+    offset = np.array([-box[0].start, -box[1].start, 0])
     for lbl, other in ((RIGHT, LEFT), (LEFT, RIGHT)):
         own = sub == lbl
         hollow = hull[lbl] & ~own & (sub != other) & al
         if not hollow.any():
             continue
-        medial_near = ndi.binary_dilation(both & ~hull[lbl], structure=touch)
         hlab, n = ndi.label(hollow, structure=touch)
         flat = hlab.ravel()
-        keep = np.zeros(n + 1, dtype=bool)
-        keep[np.unique(hlab[outside_near])] = True
-        keep[np.unique(hlab[medial_near])] = False
+        # the pixels just beyond each hollow's open side (outside the lung's own hull): more
+        # of them nearer the body's surface (chest wall) than the other lung (mediastinum)
+        beyond = ndi.maximum_filter(hlab, footprint=touch)
+        rim = ~hull[lbl] & (beyond > 0)
+        pts = np.argwhere(rim)
+        wall = (
+            _nearest_mm(skin, pts, spacing, offset)
+            < _nearest_mm(_edge_points(sub == other), pts, spacing)
+            if pts.size
+            else np.zeros(0, dtype=bool)
+        )
+        ids = beyond[rim]
+        to_wall = np.bincount(ids[wall], minlength=n + 1)
+        to_mediastinum = np.bincount(ids[~wall], minlength=n + 1)
+        keep = to_wall > to_mediastinum
         # the slice of each hollow, and its size next to the lung's area in that slice
         sizes = np.bincount(flat, minlength=n + 1).astype(np.float64)
         kk = np.broadcast_to(np.arange(shape[2], dtype=np.float64), shape).ravel()
@@ -358,8 +380,35 @@ def _fill_hull_hollows(labels: np.ndarray, allowed: np.ndarray, max_fraction: fl
         thick[np.unique(hlab[deep])] = True
         keep &= thick
         keep[0] = False
-        add = keep[hlab] & (sub == 0)
+        add = capped(keep[hlab], labels == lbl, box) & (sub == 0)
         sub[add] = lbl
+
+
+def _edge_points(mask: np.ndarray) -> np.ndarray:
+    """Indices (N, 3) of the pixels of ``mask`` on its in-slice boundary."""
+    edge = mask & ~ndi.binary_erosion(mask, structure=inplane_structure(1), border_value=0)
+    return np.argwhere(edge)
+
+
+def _nearest_mm(
+    points: np.ndarray,
+    queries: np.ndarray,
+    spacing: tuple[float, float, float],
+    offset: np.ndarray | None = None,
+) -> np.ndarray:
+    """In-slice distance (mm) from each query (N, 3 indices) to the nearest of ``points`` in
+    the same slice (inf where that slice has none). ``offset`` shifts ``points`` first."""
+    from scipy.spatial import cKDTree
+
+    if points.shape[0] == 0:
+        return np.full(queries.shape[0], np.inf)
+    pts = points + (0 if offset is None else offset)
+    # slices far apart in the third coordinate: the nearest point is always in the same slice
+    far = 1e6
+    scale = np.array([spacing[0], spacing[1], far])
+    dist, _ = cKDTree(pts * scale).query(queries * scale)
+    out: np.ndarray = np.where(dist < far / 2, dist, np.inf)
+    return out
 
 
 _CORNERS = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])

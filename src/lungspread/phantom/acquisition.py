@@ -55,7 +55,7 @@ class Acquisition:
         thick = self.slice_thickness_mm
         if thick is None:
             thick = float(np.clip(spacing_mm[2] * rng.choice([1.0, 1.0, 1.25, 1.6]), 0.6, 5.0))
-        ref = self.noise_hu_ref if self.noise_hu_ref is not None else float(rng.uniform(12, 40))
+        ref = self.noise_hu_ref if self.noise_hu_ref is not None else float(rng.uniform(20, 50))
         vox = spacing_mm[0] * spacing_mm[1] * max(spacing_mm[2], thick)
         noise = self.noise_hu
         if noise is None:

@@ -27,7 +27,7 @@ from lungspread.phantom.geometry import (
     rotation_from_axis,
     smin,
 )
-from lungspread.phantom.shapes import Blob, Custom, Shape, Tube, paint, union_into
+from lungspread.phantom.shapes import Blob, Custom, SdfFn, Shape, Tube, paint, union_into
 
 #: Typical tissue values (HU) around which each patient's values are drawn.
 BASE_HU: dict[str, tuple[float, float]] = {
@@ -75,7 +75,9 @@ class Anatomy:
     table: bool
     table_gap: float
     z_top: float  # top of the scanned range (anatomical z)
-    mediastinum: list[tuple[Shape, str, float]] = field(default_factory=list)  # shape, tissue, fat margin
+    mediastinum: list[tuple[Shape, str, float]] = field(
+        default_factory=list
+    )  # shape, tissue, fat margin
     lumens: list[Shape] = field(default_factory=list)  # trachea and main bronchi lumens (air)
     abdomen: list[tuple[Shape, str]] = field(default_factory=list)
     extras: list[tuple[Shape, str]] = field(default_factory=list)  # bones outside spine/ribs
@@ -205,7 +207,7 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
 
 def _build_structures(an: Anatomy, rng: np.random.Generator) -> None:
     s = np.array([an.sw, an.sap, an.sz])
-    blood, hu = "blood", an.hu
+    blood = "blood"
 
     def t(pts: list[tuple[float, float, float]], r: float | list[float], j: float = 3.0) -> Tube:
         return _tube(rng, s, pts, r, j)
@@ -214,14 +216,16 @@ def _build_structures(an: Anatomy, rng: np.random.Generator) -> None:
     # Airways (the lumen is painted separately as air, the tube itself is the wall).
     tr_r = float(rng.uniform(7.5, 10.0))
     carina = np.array([0.0, -12.0 * an.sap, 0.0])
-    trachea = Tube.of([[1.0, -4.0 * an.sap, an.z_top + 20], carina], tr_r)
+    trachea = Tube.of(np.stack([np.array([1.0, -4.0 * an.sap, an.z_top + 20]), carina]), tr_r)
     rmb_end = np.array([33.0 * an.sw, -10.0 * an.sap, -26.0 * an.sz]) + rng.normal(0, 2, 3)
     lmb_end = np.array([-44.0 * an.sw, -13.0 * an.sap, -27.0 * an.sz]) + rng.normal(0, 2, 3)
     rmb = Tube.of(
-        [carina, [18.0 * an.sw, -12.0 * an.sap, -14.0 * an.sz], rmb_end], [tr_r * 0.8, 7.0, 6.0]
+        np.stack([carina, np.array([18.0 * an.sw, -12.0 * an.sap, -14.0 * an.sz]), rmb_end]),
+        [tr_r * 0.8, 7.0, 6.0],
     )
     lmb = Tube.of(
-        [carina, [-22.0 * an.sw, -14.0 * an.sap, -12.0 * an.sz], lmb_end], [tr_r * 0.75, 6.0, 5.5]
+        np.stack([carina, np.array([-22.0 * an.sw, -14.0 * an.sap, -12.0 * an.sz]), lmb_end]),
+        [tr_r * 0.75, 6.0, 5.5],
     )
     for tube, wall in ((trachea, 2.2), (rmb, 1.8), (lmb, 1.7)):
         med.append((Tube.of(tube.points, tube.radii + wall), "airway_wall", 3.0))
@@ -270,7 +274,9 @@ def _build_structures(an: Anatomy, rng: np.random.Generator) -> None:
         np.array([(-12, 46, -58), (-15, 36, -32), (-8, 18, -15)], float) * s, [14.0, 14.0, 12.5]
     )
     med.append((pt, blood, 4.0))
-    med.append((Tube.of([pt.points[-1], np.array([12, 6, -18]) * s, rpa_end], [11, 10, 9]), blood, 3))
+    med.append(
+        (Tube.of([pt.points[-1], np.array([12, 6, -18]) * s, rpa_end], [11, 10, 9]), blood, 3)
+    )
     med.append(
         (
             Tube.of(
@@ -298,12 +304,16 @@ def _build_structures(an: Anatomy, rng: np.random.Generator) -> None:
     hs = float(rng.uniform(0.85, 1.08))
     axis = np.array([-0.62, 0.56, -0.45]) + rng.normal(0, 0.05, 3)
     hc = np.array([-24.0, 22.0, -88.0]) * s + rng.normal(0, 4, 3)
-    heart = Blob.of(hc, np.array([58.0, 44.0, 40.0]) * hs, rotation_from_axis(axis, rng.uniform(0, 3)))
+    heart = Blob.of(
+        hc, np.array([58.0, 44.0, 40.0]) * hs, rotation_from_axis(axis, rng.uniform(0, 3))
+    )
     med.append((heart, "myocardium", float(rng.uniform(4, 14))))
     if an.contrast:
         an.extras.append((Blob.of(hc, heart.radii * 0.6, heart.rotation), "blood"))
     # Esophagus (sometimes with a little air), thyroid, lymph nodes.
-    eso = t([(-5, yv + 26, an.z_top / an.sz + 20), (-7, yv + 28, -60), (-18, yv + 40, -125)], 8.0, 2)
+    eso = t(
+        [(-5, yv + 26, an.z_top / an.sz + 20), (-7, yv + 28, -60), (-18, yv + 40, -125)], 8.0, 2
+    )
     med.append((eso, "muscle", 3.0))
     if rng.random() < 0.35:
         an.extras.append((Tube.of(eso.points, float(rng.uniform(1.5, 4.0))), "air"))
@@ -312,7 +322,9 @@ def _build_structures(an: Anatomy, rng: np.random.Generator) -> None:
     for c in [(12, -2, 22), (0, -28, -14), (-16, 6, 6), (30, -6, -30), (-34, -10, -22)]:
         if rng.random() < 0.7:
             r = float(rng.uniform(3.5, 8.0))
-            med.append((Blob.of(np.array(c) * s + rng.normal(0, 3, 3), [r, r * 0.8, r]), "node", 2.0))
+            med.append(
+                (Blob.of(np.array(c) * s + rng.normal(0, 3, 3), [r, r * 0.8, r]), "node", 2.0)
+            )
     # Upper abdomen under the diaphragm.
     an.abdomen.append((ivc, "blood"))
     zl = an.z_dome[1]
@@ -328,7 +340,9 @@ def _build_structures(an: Anatomy, rng: np.random.Generator) -> None:
         an.abdomen.append((Blob.of(kc, [26, 24, 50]), "kidney"))
     # Clavicles.
     for sx in (1.0, -1.0):
-        pts = np.array([(20 * sx, 70, 92), (70 * sx, 64, 106), (120 * sx, 34, 114), (155 * sx, 5, 110)])
+        pts = np.array(
+            [(20 * sx, 70, 92), (70 * sx, 64, 106), (120 * sx, 34, 114), (155 * sx, 5, 110)]
+        )
         an.extras.append((Tube.of(pts * s, [8.0, 7.0, 7.0, 8.0]), "bone"))
 
 
@@ -362,9 +376,20 @@ class Plane:
             return a[jb if a.shape[0] > 1 else slice(None), ib if a.shape[1] > 1 else slice(None)]
 
         return Plane(
-            c(self.xx), c(self.yy), c(self.r), c(self.c2), c(self.r0), c(self.tf), c(self.tm),
-            c(self.tm_pec), c(self.phi), c(self.zdia), c(self.dia_norm), c(self.rc),
-            (c(self.rho_apex[0]), c(self.rho_apex[1])), c(self.lung_hu),
+            c(self.xx),
+            c(self.yy),
+            c(self.r),
+            c(self.c2),
+            c(self.r0),
+            c(self.tf),
+            c(self.tm),
+            c(self.tm_pec),
+            c(self.phi),
+            c(self.zdia),
+            c(self.dia_norm),
+            c(self.rc),
+            (c(self.rho_apex[0]), c(self.rho_apex[1])),
+            c(self.lung_hu),
         )
 
 
@@ -513,7 +538,9 @@ def _spine_block(an: Anatomy) -> Custom:
     return Custom(np.array([-60.0, -250.0, -1e4]), np.array([60.0, 40.0, 1e4]), fn)
 
 
-def plan_fields(an: Anatomy, z_range: tuple[float, float], step_mm: float = 4.0) -> tuple[Grid, Fields]:
+def plan_fields(
+    an: Anatomy, z_range: tuple[float, float], step_mm: float = 4.0
+) -> tuple[Grid, Fields]:
     """The fields on a coarse increasing grid covering the chest (for trees and tumors)."""
     lo = (-an.half_width - 40, -an.half_depth - 20, z_range[0])
     hi = (an.half_width + 40, an.half_depth + 30, z_range[1])
@@ -537,7 +564,7 @@ class Labels:
 
 def render_anatomy(an: Anatomy, grid: Grid, chunk_voxels: int = 300_000) -> Labels:
     """Paint the patient onto ``grid`` (slab by slab to keep memory small)."""
-    nk, nj, ni = grid.shape
+    nk = grid.shape[0]
     out = Labels(
         np.full(grid.shape, -1000.0, F32),
         np.zeros(grid.shape, np.uint8),
@@ -653,7 +680,7 @@ def _paint_abdomen(
     if zd_box is None:
         return
     # Liver: right of an oblique boundary, under the diaphragm.
-    zz, yy, xx = g.mesh(zd_box)
+    _, yy, xx = g.mesh(zd_box)
     bnd = F32(-12.0 * an.sw) - F32(0.5) * (yy + F32(15.0 * an.sap))
     liver = coverage(bnd - xx, w) * below[zd_box]
     lerp_into(hu[zd_box], liver, ht["liver"])
@@ -669,10 +696,16 @@ def _paint_abdomen(
                 lo = np.asarray(stomach_c) - radii
                 hi = np.asarray(stomach_c) + radii
 
+                body_sdf = next(iter(shape.pieces())).sdf
+
                 def gas(
-                    zz: np.ndarray, yy: np.ndarray, xx: np.ndarray, level: float = level
+                    zz: np.ndarray,
+                    yy: np.ndarray,
+                    xx: np.ndarray,
+                    level: float = level,
+                    body_sdf: SdfFn = body_sdf,
                 ) -> np.ndarray:
-                    base = shape.pieces().__next__().sdf(zz, yy, xx) + F32(4.0)
+                    base = body_sdf(zz, yy, xx) + F32(4.0)
                     return np.maximum(base, F32(level) - yy)
 
                 paint(hu, g, Custom(lo, hi, gas), -995.0, w, weight=below)
@@ -713,7 +746,8 @@ def _paint_spine(an: Anatomy, g: Grid, hu: np.ndarray, w: float) -> None:
     ring = np.abs(rr - f(11.0)) - f(3.4)
     spin = _seg2d(xx, yy - yk, (0.0, -12.0), (0.0, -30.0)) - f(3.5)
     trans = np.minimum(
-        _seg2d(xx, yy - yk, (8.0, 4.0), (30.0, -6.0)), _seg2d(xx, yy - yk, (-8.0, 4.0), (-30.0, -6.0))
+        _seg2d(xx, yy - yk, (8.0, 4.0), (30.0, -6.0)),
+        _seg2d(xx, yy - yk, (-8.0, 4.0), (-30.0, -6.0)),
     ) - f(4.5)
     arch = np.minimum(np.minimum(ring, spin), trans)
     arch = np.maximum(arch, bone_z + f(1.5))

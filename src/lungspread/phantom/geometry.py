@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from lungspread.errors import InputError
 
@@ -71,14 +72,14 @@ def resolve_grid(
         if spacing_mm is None:
             return shape, default_sp
         sp = _check_spacing(spacing_mm)
-        extent = [n * s for n, s in zip(shape, default_sp)]
-        new_shape = tuple(max(8, round(e / s)) for e, s in zip(extent, sp))
+        extent = [n * s for n, s in zip(shape, default_sp, strict=True)]
+        new_shape = tuple(max(8, round(e / s)) for e, s in zip(extent, sp, strict=True))
         return (new_shape[0], new_shape[1], new_shape[2]), sp
     dims = tuple(int(n) for n in size)
     if len(dims) != 3 or min(dims) < 8:
         raise InputError(f"phantom shape must be three sizes of at least 8 voxels, got {size!r}")
     if spacing_mm is None:
-        sp2 = tuple(e / n for e, n in zip(DEFAULT_EXTENT_MM, dims))
+        sp2 = tuple(e / n for e, n in zip(DEFAULT_EXTENT_MM, dims, strict=True))
         return (dims[0], dims[1], dims[2]), (sp2[0], sp2[1], sp2[2])
     return (dims[0], dims[1], dims[2]), _check_spacing(spacing_mm)
 
@@ -86,7 +87,9 @@ def resolve_grid(
 def _check_spacing(spacing_mm: Sequence[float]) -> tuple[float, float, float]:
     sp = tuple(float(s) for s in spacing_mm)
     if len(sp) != 3 or not all(np.isfinite(s) and 0.1 <= s <= 20.0 for s in sp):
-        raise InputError(f"spacing_mm must be three values between 0.1 and 20 mm, got {spacing_mm!r}")
+        raise InputError(
+            f"spacing_mm must be three values between 0.1 and 20 mm, got {spacing_mm!r}"
+        )
     return (sp[0], sp[1], sp[2])
 
 
@@ -102,13 +105,18 @@ class Grid:
     y: np.ndarray
     z: np.ndarray
 
+    def __post_init__(self) -> None:
+        for name in ("x", "y", "z"):
+            c = np.asarray(getattr(self, name), dtype=np.float64)
+            object.__setattr__(self, name, c)
+            object.__setattr__(self, f"_{name}32", c.astype(F32))
+
     @classmethod
-    def regular(
-        cls, lo: Sequence[float], hi: Sequence[float], step_mm: float
-    ) -> Grid:
+    def regular(cls, lo: Sequence[float], hi: Sequence[float], step_mm: float) -> Grid:
         """An increasing grid covering the box [lo, hi] with the given step (for planning)."""
         axes = [
-            np.arange(a, b + 0.5 * step_mm, step_mm, dtype=np.float64) for a, b in zip(lo, hi)
+            np.arange(a, b + 0.5 * step_mm, step_mm, dtype=np.float64)
+            for a, b in zip(lo, hi, strict=True)
         ]
         return cls(axes[0], axes[1], axes[2])
 
@@ -135,10 +143,16 @@ class Grid:
         """The slab of slices ``k0:k1``."""
         return Grid(self.x, self.y, self.z[k0:k1])
 
-    def box(self, lo: Sequence[float], hi: Sequence[float]) -> BoxSlices | None:
+    def box(self, lo: npt.ArrayLike, hi: npt.ArrayLike) -> BoxSlices | None:
         """Index slices ``(k, j, i)`` of the voxels whose centres lie in [lo, hi] (mm), or None."""
+        lo_a = np.asarray(lo, dtype=np.float64)
+        hi_a = np.asarray(hi, dtype=np.float64)
         out = []
-        for c, a, b in ((self.z, lo[2], hi[2]), (self.y, lo[1], hi[1]), (self.x, lo[0], hi[0])):
+        for c, a, b in (
+            (self.z, lo_a[2], hi_a[2]),
+            (self.y, lo_a[1], hi_a[1]),
+            (self.x, lo_a[0], hi_a[0]),
+        ):
             r = _index_range(c, float(a), float(b))
             if r is None:
                 return None
@@ -149,10 +163,22 @@ class Grid:
         """Broadcastable float32 coordinates ``Z (nk,1,1), Y (1,nj,1), X (1,1,ni)`` of a box."""
         if box is None:
             box = (slice(None), slice(None), slice(None))
-        zz = self.z[box[0]].astype(F32)[:, None, None]
-        yy = self.y[box[1]].astype(F32)[None, :, None]
-        xx = self.x[box[2]].astype(F32)[None, None, :]
+        zz = self._z32[box[0]][:, None, None]  # type: ignore[attr-defined]
+        yy = self._y32[box[1]][None, :, None]  # type: ignore[attr-defined]
+        xx = self._x32[box[2]][None, None, :]  # type: ignore[attr-defined]
         return zz, yy, xx
+
+    def boxes(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Index ranges of many boxes at once: (N, 6) ``k0, k1, j0, j1, i0, i1`` (empty: k1<=k0)."""
+        out = np.empty((len(lo), 6), np.int64)
+        for col, c, ax in ((0, self.z, 2), (2, self.y, 1), (4, self.x, 0)):
+            n = len(c)
+            step = (c[1] - c[0]) if n > 1 else 1.0
+            a = (lo[:, ax] - c[0]) / step
+            b = (hi[:, ax] - c[0]) / step
+            out[:, col] = np.maximum(0, np.ceil(np.minimum(a, b) - 1e-9))
+            out[:, col + 1] = np.minimum(n, np.floor(np.maximum(a, b) + 1e-9) + 1)
+        return out
 
     def fractional_index(self, pts: np.ndarray) -> np.ndarray:
         """Anatomical points (N, 3) as fractional ``(k, j, i)`` indices."""
@@ -212,12 +238,14 @@ def sd_segment(
     zz: np.ndarray,
     yy: np.ndarray,
     xx: np.ndarray,
-    a: Sequence[float],
-    b: Sequence[float],
+    a: npt.ArrayLike,
+    b: npt.ArrayLike,
     ra: float,
     rb: float,
 ) -> np.ndarray:
     """Signed distance to a tapered capsule from point ``a`` (radius ``ra``) to ``b`` (``rb``)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
     bx, by, bz = (F32(b[0] - a[0]), F32(b[1] - a[1]), F32(b[2] - a[2]))
     px = xx - F32(a[0])
     py = yy - F32(a[1])
@@ -253,14 +281,16 @@ def sd_ellipsoid(
     zz: np.ndarray,
     yy: np.ndarray,
     xx: np.ndarray,
-    center: Sequence[float],
-    radii: Sequence[float],
+    center: npt.ArrayLike,
+    radii: npt.ArrayLike,
     rotation: np.ndarray | None = None,
 ) -> np.ndarray:
     """Approximate signed distance to an ellipsoid (exact on the axes, good near the surface).
 
     ``rotation`` (3x3, rows = the ellipsoid's axes in the anatomical frame) orients it.
     """
+    center = np.asarray(center, dtype=np.float64)
+    radii = np.asarray(radii, dtype=np.float64)
     px = xx - F32(center[0])
     py = yy - F32(center[1])
     pz = zz - F32(center[2])
@@ -283,7 +313,7 @@ def sd_ellipsoid(
     return np.asarray(d, dtype=F32)
 
 
-def rotation_from_axis(axis: Sequence[float], roll: float = 0.0) -> np.ndarray:
+def rotation_from_axis(axis: npt.ArrayLike, roll: float = 0.0) -> np.ndarray:
     """A rotation whose first row is the unit ``axis`` (3x3, rows orthonormal)."""
     a = np.asarray(axis, dtype=np.float64)
     a = a / np.linalg.norm(a)

@@ -10,12 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from lungspread.phantom.geometry import F32
-
 from lungspread.errors import InputError
 from lungspread.phantom.acquisition import Acquisition, acquire
 from lungspread.phantom.anatomy import Anatomy, plan_fields, render_anatomy, sample_anatomy
-from lungspread.phantom.geometry import Grid, parse_orientation, resolve_grid
+from lungspread.phantom.geometry import F32, Grid, parse_orientation, resolve_grid
 from lungspread.phantom.tumors import (
     PlanningView,
     TumorKinds,
@@ -39,7 +37,7 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = 1
 
 #: Points per lung per tree: one terminal branch per point (about one per 1.3 mL of lung).
-TREE_POINTS = 3500
+TREE_POINTS = 3000
 LEAF_RADIUS_MM = 0.45
 
 
@@ -151,7 +149,7 @@ def make_phantom(
 
     labels = render_anatomy(an, grid)
     lap("anatomy")
-    _render_trees(an, grid, labels.hu, labels.lung_frac, labels.airways, trees)
+    _render_trees(an, grid, labels.hu, labels.lung_frac, labels.lungs, labels.airways, trees)
     lap("vessels")
 
     specs = draw_specs(rng_tumor, tumors, tumor_kinds)
@@ -175,7 +173,7 @@ def make_phantom(
 
     lesions = _lesion_table(placed, counts, lesion_labels, affine, grid)
     tumor_mask = (lesion_labels > 0).astype(np.uint8)
-    meta = {
+    meta: dict[str, Any] = {
         "generator": "lungspread.phantom",
         "generator_version": GENERATOR_VERSION,
         "seed": int(seed),
@@ -268,10 +266,11 @@ def _render_trees(
     grid: Grid,
     hu: np.ndarray,
     lung_frac: np.ndarray,
+    lungs: np.ndarray,
     airway_mask: np.ndarray,
     trees: dict[str, list[Tree]],
 ) -> None:
-    sx, sy, sz = grid.spacing
+    sx, sy, _ = grid.spacing
     thin = 1.0 * min(sx, sy)
     blood = an.hu["blood"]
     lung = an.hu["lung"]
@@ -279,16 +278,25 @@ def _render_trees(
     vessels = trees["arteries"] + trees["veins"]
     for tree in vessels:
         small = tree.ra < thin
-        splat_tubes(hu, grid, tree.a[small], tree.b[small], tree.ra[small], tree.rb[small],
-                    blood - lung, weight)
+        splat_tubes(
+            hu,
+            grid,
+            tree.a[small],
+            tree.b[small],
+            tree.ra[small],
+            tree.rb[small],
+            blood - lung,
+            weight,
+        )
     # Splats of vessels about a voxel wide can pile up above blood: clip them in the lungs.
-    lungs_box = _bbox(lung_frac)
+    lungs_box = _bbox(lungs)
     if lungs_box is not None:
-        np.minimum(hu[lungs_box], F32(blood), out=hu[lungs_box])
+        view = hu[lungs_box]
+        cap = np.where(lungs[lungs_box] > 0, F32(blood), F32(1e4))
+        np.minimum(view, cap, out=view)
     for tree in vessels:
         big = tree.ra >= thin
-        paint_tubes(hu, grid, tree.a[big], tree.b[big], tree.ra[big], tree.rb[big], blood,
-                    weight)
+        paint_tubes(hu, grid, tree.a[big], tree.b[big], tree.ra[big], tree.rb[big], blood, weight)
     wall_hu = an.hu["airway_wall"]
     for tree in trees["airways"]:
         lumen_a, lumen_b = 0.8 * tree.ra, 0.8 * tree.rb
@@ -301,20 +309,29 @@ def _render_trees(
             area_w = wall_a[small] ** 2 - lumen_a[small] ** 2
             area_l = lumen_a[small] ** 2
             net = ((wall_hu - lung) * area_w + (-1000 - lung) * area_l) / wall_a[small] ** 2
-            splat_tubes(hu, grid, tree.a[small], tree.b[small], wall_a[small], wall_b[small],
-                        net, weight)
-        paint_tubes(hu, grid, tree.a[big], tree.b[big], wall_a[big], wall_b[big], wall_hu,
-                    weight)
-        paint_tubes(hu, grid, tree.a[big], tree.b[big], lumen_a[big], lumen_b[big], -1000.0,
-                    weight, mask_out=airway_mask)
+            splat_tubes(
+                hu, grid, tree.a[small], tree.b[small], wall_a[small], wall_b[small], net, weight
+            )
+        paint_tubes(hu, grid, tree.a[big], tree.b[big], wall_a[big], wall_b[big], wall_hu, weight)
+        paint_tubes(
+            hu,
+            grid,
+            tree.a[big],
+            tree.b[big],
+            lumen_a[big],
+            lumen_b[big],
+            -1000.0,
+            weight,
+            mask_out=airway_mask,
+        )
 
 
-def _bbox(arr: np.ndarray) -> tuple[slice, slice, slice] | None:
-    """Index box of the non-zero voxels of ``arr`` (k, j, i)."""
+def _bbox(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Index box of the non-zero voxels of a uint8 array (k, j, i)."""
     out = []
     for ax in range(3):
         other = tuple(a for a in range(3) if a != ax)
-        nz = np.nonzero(np.any(arr != 0, axis=other))[0]
+        nz = np.nonzero(mask.max(axis=other))[0]
         if len(nz) == 0:
             return None
         out.append(slice(int(nz[0]), int(nz[-1]) + 1))
@@ -322,11 +339,16 @@ def _bbox(arr: np.ndarray) -> tuple[slice, slice, slice] | None:
 
 
 def _noise_gain(an: Anatomy, grid: Grid) -> np.ndarray:
-    """Relative noise level in-plane: higher behind more tissue (centre of the body)."""
+    """Relative noise level in-plane: about 1 in the body (more at its centre), 0.2 in air.
+
+    Real scans show 30-50 HU of noise in soft tissue but only 5-7 HU in the air around the
+    patient (LIDC 0001 and 0002).
+    """
     xx = grid.x[None, :]
     yy = grid.y[:, None]
-    q = (xx / (an.half_width * 1.1)) ** 2 + (yy / (an.half_depth * 1.1)) ** 2
-    return np.asarray(0.8 + 0.45 * np.clip(1 - q, 0, 1), np.float32)
+    q = (xx / (an.half_width * 1.05)) ** 2 + (yy / (an.half_depth * 1.02)) ** 2
+    inside = 1.0 / (1.0 + np.exp(-(1.0 - q) * 12.0))
+    return np.asarray(0.2 + 0.8 * inside + 0.25 * np.clip(1 - q, 0, 1), np.float32)
 
 
 def _lesion_table(
@@ -346,9 +368,9 @@ def _lesion_table(
         box = grid.box(t.center - reach, t.center + reach)
         assert box is not None
         kk, jj, ii = np.nonzero(lesion_labels[box] == t.id)
-        ijk = np.stack(
-            [ii + box[2].start, jj + box[1].start, kk + box[0].start], axis=1
-        ).astype(np.float64)
+        ijk = np.stack([ii + box[2].start, jj + box[1].start, kk + box[0].start], axis=1).astype(
+            np.float64
+        )
         centre = ijk.mean(axis=0) @ affine[:3, :3].T + affine[:3, 3]
         volume_ml = n * vox_ml
         out.append(
@@ -356,7 +378,9 @@ def _lesion_table(
                 "id": int(t.id),
                 "center_mm": [round(float(c), 3) for c in centre],
                 "diameter_mm": round(float(t.diameter_mm), 3),
-                "equivalent_diameter_mm": round(float((6 * volume_ml * 1000 / np.pi) ** (1 / 3)), 3),
+                "equivalent_diameter_mm": round(
+                    float((6 * volume_ml * 1000 / np.pi) ** (1 / 3)), 3
+                ),
                 "volume_ml": float(volume_ml),
                 "voxels": int(n),
                 "shape": t.shape,

@@ -6,10 +6,11 @@ the volume a shape occupies, not to the whole grid.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from lungspread.phantom.geometry import (
     F32,
@@ -40,13 +41,15 @@ class Tube:
     radii: np.ndarray
 
     @classmethod
-    def of(cls, points: Sequence[Sequence[float]], radii: float | Sequence[float]) -> Tube:
+    def of(cls, points: npt.ArrayLike, radii: npt.ArrayLike) -> Tube:
         p = np.asarray(points, dtype=np.float64)
         r = np.broadcast_to(np.asarray(radii, dtype=np.float64), (len(p),)).copy()
         return cls(p, r)
 
     def pieces(self, grow: float = 0.0) -> Iterator[Piece]:
-        for a, b, ra, rb in zip(self.points[:-1], self.points[1:], self.radii[:-1], self.radii[1:]):
+        for a, b, ra, rb in zip(
+            self.points[:-1], self.points[1:], self.radii[:-1], self.radii[1:], strict=True
+        ):
             rmax = max(ra, rb) + grow
             lo = np.minimum(a, b) - rmax
             hi = np.maximum(a, b) + rmax
@@ -76,8 +79,8 @@ class Blob:
     @classmethod
     def of(
         cls,
-        center: Sequence[float],
-        radii: Sequence[float],
+        center: npt.ArrayLike,
+        radii: npt.ArrayLike,
         rotation: np.ndarray | None = None,
     ) -> Blob:
         return cls(np.asarray(center, float), np.asarray(radii, float), rotation)

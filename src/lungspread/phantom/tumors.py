@@ -89,23 +89,20 @@ class Tumor:
         return float(self.radius_table.max() * self.stretch.max())
 
 
-def draw_specs(
-    rng: np.random.Generator, count: int | None, kinds: TumorKinds
-) -> list[TumorSpec]:
+def draw_specs(rng: np.random.Generator, count: int | None, kinds: TumorKinds) -> list[TumorSpec]:
     """The list of tumors to place: from ``kinds`` (explicit specs or allowed values) and count."""
     allowed: dict[str, tuple[str, ...]] = {}
     specs: list[TumorSpec] | None = None
     if kinds is not None and isinstance(kinds, Mapping):
         for key, values in kinds.items():
             if key not in _CHOICES:
-                raise InputError(
-                    f"tumor_kinds keys must be among {sorted(_CHOICES)}, got {key!r}"
-                )
+                raise InputError(f"tumor_kinds keys must be among {sorted(_CHOICES)}, got {key!r}")
             vals = (values,) if isinstance(values, str) else tuple(values)
             bad = [v for v in vals if v not in _CHOICES[key][0]]
             if bad or not vals:
                 raise InputError(
-                    f"tumor_kinds[{key!r}] must list values among {list(_CHOICES[key][0])}, got {values!r}"
+                    f"tumor_kinds[{key!r}] must list values among "
+                    f"{list(_CHOICES[key][0])}, got {values!r}"
                 )
             allowed[key] = vals
     elif kinds is not None:
@@ -285,16 +282,16 @@ def _find_center(
     elif spec.location == "juxtapleural":
         ok = (
             in_side
-            & (cav > -0.85 * r - step / 2)
-            & (cav < -0.35 * r)
+            & (cav > -0.6 * r - step / 2)
+            & (cav < -0.2 * r)
             & (np.abs(lung - cav) < 0.5)
             & (env > r + 4.0)
         )
     elif spec.location == "mediastinal":
         ok = (
             in_side
-            & (env < 0.85 * r + step / 2)
-            & (env > 0.35 * r)
+            & (env < 0.6 * r + step / 2)
+            & (env > 0.2 * r)
             & (np.abs(lung + env) < 0.5)
             & (cav < -(r + 4.0))
         )
@@ -362,7 +359,9 @@ def _clear(c: np.ndarray, reach: float, placed: list[Tumor]) -> bool:
 # Rendering
 
 
-def tumor_sdf(t: Tumor, zz: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def tumor_sdf(
+    t: Tumor, zz: np.ndarray, yy: np.ndarray, xx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Signed distance (approximate, mm) to the tumor and the direction-table radius (mm)."""
     px = xx - F32(t.center[0])
     py = yy - F32(t.center[1])

@@ -69,9 +69,13 @@ def grow_tree(
             break
         g = len(starts)
         cnt = np.bincount(gid[live], minlength=g).astype(np.float64)
-        cent = np.stack(
-            [np.bincount(gid[live], weights=pts[live, d], minlength=g) for d in range(3)], axis=1
-        ) / np.maximum(cnt, 1)[:, None]
+        cent = (
+            np.stack(
+                [np.bincount(gid[live], weights=pts[live, d], minlength=g) for d in range(3)],
+                axis=1,
+            )
+            / np.maximum(cnt, 1)[:, None]
+        )
         v = cent - starts
         length = np.linalg.norm(v, axis=1)
         radius = r_leaf_mm * np.maximum(cnt, 1) ** (1.0 / MURRAY_EXPONENT)
@@ -127,8 +131,8 @@ def grow_tree(
     ra = np.concatenate(out_r)
     parent = np.concatenate(out_p)
     npts = np.concatenate(out_n)
-    # Taper: each branch ends with the radius of its thickest child (leaves narrow to 60 %).
-    rb = ra * 0.6
+    # Taper: each branch ends with the radius of its thickest child (leaves narrow to 75 %).
+    rb = ra * 0.75
     has_parent = parent >= 0
     np.maximum.at(rb, parent[has_parent], ra[has_parent])
     rb = np.minimum(rb, ra)
@@ -143,7 +147,9 @@ def offset_tree(tree: Tree, gap_mm: np.ndarray, rng: np.random.Generator) -> Tre
     """
     u = tree.b - tree.a
     u /= np.maximum(np.linalg.norm(u, axis=1), 1e-9)[:, None]
-    ref = np.where(np.abs(u[:, 2:3]) < 0.85, np.array([[0.0, 0.0, 1.0]]), np.array([[1.0, 0.0, 0.0]]))
+    ref = np.where(
+        np.abs(u[:, 2:3]) < 0.85, np.array([[0.0, 0.0, 1.0]]), np.array([[1.0, 0.0, 0.0]])
+    )
     side = np.cross(u, ref)
     side /= np.maximum(np.linalg.norm(side, axis=1), 1e-9)[:, None]
     flip = np.where(rng.random(len(tree)) < 0.5, -1.0, 1.0)
@@ -154,9 +160,7 @@ def offset_tree(tree: Tree, gap_mm: np.ndarray, rng: np.random.Generator) -> Tre
             flip[i] = flip[p] if np.dot(side[i], side[p]) >= 0 else -flip[p]
     shift_end = side * (flip * gap_mm)[:, None]
     shift_start = np.where(tree.parent[:, None] >= 0, shift_end[np.maximum(tree.parent, 0)], 0.0)
-    return Tree(
-        tree.a + shift_start, tree.b + shift_end, tree.ra, tree.rb, tree.parent, tree.npts
-    )
+    return Tree(tree.a + shift_start, tree.b + shift_end, tree.ra, tree.rb, tree.parent, tree.npts)
 
 
 def lung_points(
@@ -167,12 +171,18 @@ def lung_points(
     rng: np.random.Generator,
     inset_mm: float = 2.0,
 ) -> np.ndarray:
-    """``n`` points spread uniformly through the voxels of ``select`` well inside the lung."""
+    """``n`` points spread through the voxels of ``select`` inside the lung.
+
+    The outer 3 cm get up to twice the density, so that thin vessels reach towards the pleura
+    as they do in real lungs.
+    """
     ok = select & (sdf_lung < -inset_mm)
     kk, jj, ii = np.nonzero(ok)
     if len(kk) == 0:
         return np.zeros((0, 3))
-    pick = rng.choice(len(kk), size=min(n, len(kk)), replace=False)
+    depth = -sdf_lung[kk, jj, ii]
+    p = 1.0 + 1.0 * np.clip(1.0 - depth / 30.0, 0.0, 1.0)
+    pick = rng.choice(len(kk), size=min(n, len(kk)), replace=False, p=p / p.sum())
     sx, sy, sz = grid.spacing
     pts = np.stack([grid.x[ii[pick]], grid.y[jj[pick]], grid.z[kk[pick]]], axis=1)
     pts += rng.uniform(-0.5, 0.5, size=pts.shape) * np.array([sx, sy, sz])
@@ -195,22 +205,24 @@ def paint_tubes(
     mask_out: np.ndarray | None = None,
 ) -> None:
     """Draw tapered capsules (partial volume) into ``hu``; ``weight`` scales the coverage."""
-    sx, sy, sz = grid.spacing
+    sx, sy, _ = grid.spacing
     w = float(min(sx, sy))
     margin = np.maximum(ra, rb) + w
     lo = np.minimum(a, b) - margin[:, None]
     hi = np.maximum(a, b) + margin[:, None]
-    for n in range(len(a)):
-        box = grid.box(lo[n], hi[n])
-        if box is None:
-            continue
+    boxes = grid.boxes(lo, hi)
+    ok = (boxes[:, 1] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 2]) & (boxes[:, 5] > boxes[:, 4])
+    val = F32(value)
+    for n in np.nonzero(ok)[0]:
+        k0, k1, j0, j1, i0, i1 = boxes[n]
+        box = (slice(k0, k1), slice(j0, j1), slice(i0, i1))
         zz, yy, xx = grid.mesh(box)
         sdf = sd_segment(zz, yy, xx, a[n], b[n], float(ra[n]), float(rb[n]))
         frac = coverage(sdf, w)
         if weight is not None:
             frac *= weight[box]
         view = hu[box]
-        view += frac * (F32(value) - view)
+        view += frac * (val - view)
         if mask_out is not None:
             mview = mask_out[box]
             mview |= (sdf < 0) & (frac > 0.25)

@@ -483,7 +483,12 @@ def train(
         record = RunRecord(
             "train",
             {"data": str(Path(data).resolve())},
-            {**config.to_json(), "device": str(ctx.device), "resume": resume},
+            {
+                **config.to_json(),
+                "device": str(ctx.device),
+                "world_size": ctx.world_size,
+                "resume": resume,
+            },
         )
         dataset = MSDDataset.open(data)
         cache = Path(cache_dir) if cache_dir is not None else run / "preprocessed"
