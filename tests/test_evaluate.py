@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from training_fixtures import train_tiny_run, write_toy_dataset
 
 from lungspread.errors import InputError, ModelError, OutputError
+from training_fixtures import train_tiny_run, write_toy_dataset
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,9 @@ def toy_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return data, train_tiny_run(data, base / "run", epochs=1, fold="all")
 
 
-def test_evaluate_val_subset_is_cross_validation(toy_run: tuple[Path, Path], tmp_path: Path) -> None:
+def test_evaluate_val_subset_is_cross_validation(
+    toy_run: tuple[Path, Path], tmp_path: Path
+) -> None:
     from lungspread.evaluate import evaluate
     from lungspread.io import read_volume
     from lungspread.metrics import dice
@@ -41,8 +43,19 @@ def test_evaluate_val_subset_is_cross_validation(toy_run: tuple[Path, Path], tmp
         )
     saved = json.loads((out / "metrics.json").read_text())
     assert set(saved) >= {"cases", "aggregate"}
-    for key in ("dice", "iou", "sensitivity", "precision", "fpr", "hd95_mm", "assd_mm",
-                "nsd_2mm", "lesions_tp", "lesions_fp", "lesions_fn"):  # fmt: skip
+    for key in (
+        "dice",
+        "iou",
+        "sensitivity",
+        "precision",
+        "fpr",
+        "hd95_mm",
+        "assd_mm",
+        "nsd_2mm",
+        "lesions_tp",
+        "lesions_fp",
+        "lesions_fn",
+    ):
         assert key in saved["cases"][0]
         assert set(saved["aggregate"][key]) == {"mean", "ci95", "n"}
     assert "dice_global" in saved["aggregate"]
@@ -58,7 +71,9 @@ def test_evaluate_val_subset_is_cross_validation(toy_run: tuple[Path, Path], tmp
     assert (out / "run.json").is_file()
 
 
-def test_figures_show_the_slices_with_most_tumor(toy_run: tuple[Path, Path], tmp_path: Path) -> None:
+def test_figures_show_the_slices_with_most_tumor(
+    toy_run: tuple[Path, Path], tmp_path: Path
+) -> None:
     from PIL import Image
 
     from lungspread.evaluate import evaluate, top_slices
@@ -82,7 +97,7 @@ def test_evaluate_errors(toy_run: tuple[Path, Path], tmp_path: Path) -> None:
     from lungspread.evaluate import evaluate
 
     data, run = toy_run
-    with pytest.raises(ModelError, match="model.json"):
+    with pytest.raises(ModelError, match=r"model\.json"):
         evaluate(tmp_path, data, tmp_path / "o1", device="cpu")
     with pytest.raises(InputError, match="subset"):
         evaluate(run, data, tmp_path / "o2", subset="test", device="cpu")
@@ -96,12 +111,52 @@ def test_compare_table_and_boxplots(toy_run: tuple[Path, Path], tmp_path: Path) 
     from lungspread.cli.app import main
 
     data, run = toy_run
-    assert main(["evaluate", str(run), str(data), "--out", str(tmp_path / "a"), "--subset",
-                 "val", "--device", "cpu", "--no-figures", "-q"]) == 0  # fmt: skip
-    assert main(["evaluate", str(run), str(data), "--out", str(tmp_path / "b"), "--device",
-                 "cpu", "--no-figures", "-q"]) == 0  # fmt: skip
-    code = main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
-                 str(tmp_path / "cmp"), "--labels", "cv,chosen", "-q"])  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run),
+                str(data),
+                "--out",
+                str(tmp_path / "a"),
+                "--subset",
+                "val",
+                "--device",
+                "cpu",
+                "--no-figures",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run),
+                str(data),
+                "--out",
+                str(tmp_path / "b"),
+                "--device",
+                "cpu",
+                "--no-figures",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    code = main(
+        [
+            "compare",
+            str(tmp_path / "a"),
+            str(tmp_path / "b"),
+            "--out",
+            str(tmp_path / "cmp"),
+            "--labels",
+            "cv,chosen",
+            "-q",
+        ]
+    )
     assert code == 0
     md = (tmp_path / "cmp" / "comparison.md").read_text()
     a = json.loads((tmp_path / "a" / "metrics.json").read_text())["aggregate"]["dice"]

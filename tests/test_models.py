@@ -44,7 +44,7 @@ def test_registry_has_the_planned_models() -> None:
 
 
 def test_unknown_model_lists_valid_names() -> None:
-    with pytest.raises(ModelError, match="valid models: .*seed-unet2d"):
+    with pytest.raises(ModelError, match=r"valid models: .*seed-unet2d"):
         build_model("no-such-net")
 
 

@@ -103,9 +103,7 @@ def test_orientations_are_the_same_patient() -> None:
     # RAI flips all three axes of LPS: the arrays are exact flips of each other
     assert np.array_equal(a.lungs.array, b.lungs.array[::-1, ::-1, ::-1])
     assert np.array_equal(a.tumor.array, b.tumor.array[::-1, ::-1, ::-1])
-    assert np.allclose(
-        a.ct.index_to_world([0, 0, 0]), b.ct.index_to_world([95, 95, 63]), atol=1e-6
-    )
+    assert np.allclose(a.ct.index_to_world([0, 0, 0]), b.ct.index_to_world([95, 95, 63]), atol=1e-6)
 
 
 # -- ground truth --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from lungspread.volume import Volume
 def real_stats(data: Path, case: str) -> CTStats:
     from lungspread.io import read_volume
 
-    return ct_stats(read_volume(data / case / "ct.nii.gz"), step=2)
+    return ct_stats(read_volume(data / case / "ct.nii.gz"), step=4)
 
 
 def test_phantoms_match_the_real_scans(shared_data: Path) -> None:
@@ -33,9 +33,9 @@ def test_phantoms_match_the_real_scans(shared_data: Path) -> None:
     lo_med = min(r.lung_median_hu for r in real) - 40
     hi_med = max(r.lung_median_hu for r in real) + 40
     soft = [r.soft_tissue_peak_hu for r in real]
-    for seed in (0, 1, 2):
+    for seed in (0, 1):
         ph = make_phantom(seed, size="medium", tumors=0)
-        st = ct_stats(ph.ct, step=1)
+        st = ct_stats(ph.ct, step=2)
         assert lo_med < st.lung_median_hu < hi_med
         assert -900 < st.lung_median_hu < -750
         assert min(soft) - 30 <= st.soft_tissue_peak_hu <= max(soft) + 30
@@ -44,7 +44,7 @@ def test_phantoms_match_the_real_scans(shared_data: Path) -> None:
         # a few percent of the lung is vessel (the medium grid's partial volume adds some)
         assert 0.015 < st.dense_lung_fraction < 0.09
         # the simple threshold masks find the phantom's true lungs
-        truth = ct_stats(ph.ct, ph.lungs.array, ph.body.array if ph.body else None)
+        truth = ct_stats(ph.ct, ph.lungs.array, ph.body.array if ph.body else None, step=2)
         assert st.right_lung_l == pytest.approx(truth.right_lung_l, rel=0.08)
         assert st.left_lung_l == pytest.approx(truth.left_lung_l, rel=0.08)
         # lung HU histograms overlap the real ones (Bhattacharyya coefficient)

@@ -36,7 +36,9 @@ class Threshold(nn.Module):
         return out
 
 
-def spec_for(dims: int, spacing: list[float], patch: list[int], output: str = "sigmoid") -> ModelSpec:
+def spec_for(
+    dims: int, spacing: list[float], patch: list[int], output: str = "sigmoid"
+) -> ModelSpec:
     return ModelSpec(
         name="test",
         kwargs={},
@@ -133,7 +135,7 @@ def test_bad_inputs_and_folders(tmp_path: Path) -> None:
     bad[0, 0, 0] = np.nan
     with pytest.raises(InputError, match="NaN"):
         pred.predict_proba(ct.with_array(bad))
-    with pytest.raises(ModelError, match="no model.json"):
+    with pytest.raises(ModelError, match=r"no model\.json"):
         Predictor.from_folder(tmp_path)
     with pytest.raises(ModelError, match="patch_size"):
         Predictor(Threshold(3), spec_for(3, [1.0, 1.0, 1.0], [16, 16]))

@@ -151,16 +151,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     p["ds_badjson"] = write_toy_dataset(w / "ds_badjson", **toy)
     (p["ds_badjson"] / "dataset.json").write_text('{"name": "Toy", "training": [', "utf-8")
     p["ds_nolabel"] = write_toy_dataset(w / "ds_nolabel", **toy)
-    p["nolabel_file"] = p["ds_nolabel"] / "labelsTr" / "toy_001.nii.gz"
+    p["nolabel_file"] = p["ds_nolabel"] / "labelsTr" / "toy_000.nii.gz"
     p["nolabel_file"].unlink()
     p["ds_labelvals"] = write_toy_dataset(w / "ds_labelvals", **toy)
     p["labelvals_file"] = _edit_label(
-        p["ds_labelvals"], "toy_001", lambda a, f: (np.where(a > 0, 2, 0).astype(np.uint8), f)
+        p["ds_labelvals"], "toy_000", lambda a, f: (np.where(a > 0, 2, 0).astype(np.uint8), f)
     )
     p["ds_labelgrid"] = write_toy_dataset(w / "ds_labelgrid", **toy)
-    p["labelgrid_file"] = _edit_label(p["ds_labelgrid"], "toy_001", lambda a, f: (a[:20], f))
+    p["labelgrid_file"] = _edit_label(p["ds_labelgrid"], "toy_000", lambda a, f: (a[:20], f))
     p["ds_nanimage"] = write_toy_dataset(w / "ds_nanimage", **toy)
-    img_path = p["ds_nanimage"] / "imagesTr" / "toy_001.nii.gz"
+    img_path = p["ds_nanimage"] / "imagesTr" / "toy_000.nii.gz"
     img = nib.load(str(img_path))
     arr = np.asarray(img.dataobj).astype(np.float32)
     arr[5, 5, 3] = np.nan
@@ -482,8 +482,10 @@ def test_spread_of_a_mask_with_other_values_says_so(
     ("ds", "name", "words"),
     [
         ("ds_labelvals", "labelvals_file", "label holds values [2]"),
-        ("ds_labelgrid", "labelgrid_file", "does not match its image"),
-        ("ds_nanimage", "nanimage_file", "NaN"),
+        pytest.param(
+            "ds_labelgrid", "labelgrid_file", "does not match its image", marks=pytest.mark.slow
+        ),
+        pytest.param("ds_nanimage", "nanimage_file", "NaN", marks=pytest.mark.slow),
     ],
 )
 def test_inspect_lists_a_bad_case_and_goes_on(
@@ -500,11 +502,11 @@ def test_inspect_lists_a_bad_case_and_goes_on(
     code, text, err = run_cli(["dataset", "inspect", world[ds], "--out", out], capsys)
     assert code == 0, err
     report = json.loads((out / "inspect.json").read_text())
-    assert [f["case"] for f in report["failures"]] == ["toy_001"]
+    assert [f["case"] for f in report["failures"]] == ["toy_000"]
     reason = report["failures"][0]["error"]
     assert words in reason and str(world[name]) in reason
     assert report["dataset"]["n_cases_inspected"] == 3
-    assert "toy_001" in text
+    assert "toy_000" in text
 
 
 def test_batch_goes_on_and_lists_every_failed_case_with_its_reason(
@@ -626,8 +628,15 @@ def _unwritable_targets(tmp_path: Path, world: dict[str, Path]) -> dict[str, Pat
 UNWRITABLE = ["parent-is-a-file", "under-proc", "read-only-parent"]
 
 
+def _writer_params() -> list[object]:
+    """Every writer; demo runs a whole analysis before it writes, so it is marked slow."""
+    return [
+        pytest.param(n, marks=pytest.mark.slow) if n == "demo" else n for n in sorted(WRITERS)
+    ]
+
+
 @pytest.mark.parametrize("how", UNWRITABLE)
-@pytest.mark.parametrize("name", sorted(WRITERS))
+@pytest.mark.parametrize("name", _writer_params())
 def test_output_folder_that_cannot_be_written(
     name: str,
     how: str,
@@ -640,8 +649,8 @@ def test_output_folder_that_cannot_be_written(
     need(wr.command)
     if how == "read-only-parent" and IS_ROOT:
         pytest.skip("running as root: permissions are not enforced (the other two ways cover it)")
-    if how == "under-proc" and name not in ("lungs", "analyze", "train"):
-        pytest.skip("/proc checked on three commands; the parent-is-a-file way covers the rest")
+    if how == "under-proc" and name not in ("lungs", "train"):
+        pytest.skip("/proc checked on two commands; the parent-is-a-file way covers the rest")
     for fx in wr.needs:
         request.getfixturevalue(fx)
     target = _unwritable_targets(tmp_path, world)[how]
@@ -682,31 +691,39 @@ def _tmpfs(folder: Path, size: str) -> Iterator[bool]:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
 
 
+def _fail_replace_after_first_file(monkeypatch: pytest.MonkeyPatch, disk: Path) -> list[str]:
+    """Patch ``os.replace`` (the last step of every atomic writer) so that, under ``disk``, the
+    first file is finished and every later one fails with ENOSPC: a disk that fills midway.
+    Returns the list of files finished before the failure."""
+    real_replace = os.replace
+    finished: list[str] = []
+
+    def replace(src: object, dst: object, *a: object, **k: object) -> None:
+        if str(dst).startswith(str(disk)):
+            if finished:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))
+            finished.append(str(dst))
+        real_replace(src, dst, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", replace)
+    return finished
+
+
 @pytest.fixture
 def full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, str]]:
     """A folder where writing runs out of space: a 4 KiB tmpfs (real ENOSPC from the kernel,
-    at the first file larger than a page) where mounting works, else ``os.replace`` patched to
-    fail with ENOSPC once a file has already been finished in the staging folder (midway)."""
+    at the first file larger than a page) where mounting works, else a patched ``os.replace``
+    that fails once a first file is finished (see :func:`_fail_replace_after_first_file`)."""
     disk = tmp_path / "disk"
     with _tmpfs(disk, "4k") as mounted:
         if mounted:
             yield disk, "tmpfs"
             return
-        real_replace = os.replace
-        finished: list[str] = []
-
-        def replace(src: object, dst: object, *a: object, **k: object) -> None:
-            if str(disk) in str(dst):
-                if finished:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))
-                finished.append(str(dst))
-            real_replace(src, dst, *a, **k)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(os, "replace", replace)
+        _fail_replace_after_first_file(monkeypatch, disk)
         yield disk, "patched"
 
 
-@pytest.mark.parametrize("name", sorted(WRITERS))
+@pytest.mark.parametrize("name", _writer_params())
 def test_disk_full_while_writing_leaves_nothing(
     name: str,
     world: dict[str, Path],
@@ -732,12 +749,37 @@ def test_disk_full_while_writing_leaves_nothing(
         assert not _leftovers(disk)
 
 
+def test_disk_full_midway_through_many_files_keeps_nothing(
+    world: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """analyze with its exports writes a dozen files; the disk fills after the first one."""
+    need("analyze")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    finished = _fail_replace_after_first_file(monkeypatch, disk)
+    out = disk / "out"
+    argv = _fill(("analyze", "{ct}", "--out", "{out}", "--model", "{model}", "--device", "cpu"),
+                 world, out)  # fmt: skip
+    code, _, err = run_cli(argv, capsys)
+    line = check_error(code, err, ["No space left on device", "nothing was kept"], [out])
+    assert len(finished) == 1 and ".partial-" in finished[0]  # it did fail midway
+    assert line.startswith(f"error: {out}: ")
+    assert list(disk.iterdir()) == []
+
+
 # -- the real console script: nothing but one line on the real stderr ---------------------------
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
         (["lungs", "{nan}", "--out", "{out}"], "not finite"),
-        (["analyze", "{unit}", "--out", "{out}", *ANALYZE], "expected CT in HU"),
+        pytest.param(
+            ["analyze", "{unit}", "--out", "{out}", *ANALYZE],
+            "expected CT in HU",
+            marks=pytest.mark.slow,
+        ),
         (["dataset", "inspect", "{ds_badjson}", "--out", "{out}"], "not valid JSON"),
     ],
     ids=["lungs-nan", "analyze-unit-range", "inspect-bad-json"],
@@ -762,6 +804,7 @@ def test_console_script_prints_one_line(
     assert not out.exists() and not _leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_console_script_on_a_full_disk(world: dict[str, Path], tmp_path: Path) -> None:
     """A real ENOSPC from the kernel (tmpfs), seen through the real console script."""
     need("lungs")

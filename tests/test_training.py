@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from training_fixtures import write_toy_dataset
 
 from lungspread.errors import InputError, ModelError, OutputError
 from lungspread.training.augment import AugmentConfig, augment_batch, center_crop, source_size
@@ -18,11 +17,20 @@ from lungspread.training.config import TrainConfig, make_config
 from lungspread.training.losses import SegLoss, soft_dice_loss
 from lungspread.training.sampling import PatchSampler, PreparedCase, crop_padded
 from lungspread.training.trainer import TrainCallbacks, lr_at, train
+from training_fixtures import write_toy_dataset
 
 OFF = AugmentConfig(
-    p_rotate=0, p_scale=0, p_shift=0, p_elastic=0, p_mirror=0, p_brightness=0,
-    p_contrast=0, p_gamma=0, p_blur=0, p_noise=0,
-)  # fmt: skip
+    p_rotate=0,
+    p_scale=0,
+    p_shift=0,
+    p_elastic=0,
+    p_mirror=0,
+    p_brightness=0,
+    p_contrast=0,
+    p_gamma=0,
+    p_blur=0,
+    p_noise=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +163,11 @@ def test_poly_and_constant_schedules() -> None:
 def test_seed_preset_is_the_proposal() -> None:
     cfg = make_config("seed")
     assert (cfg.model, cfg.loss, cfg.optimizer, cfg.lr, cfg.batch_size) == (
-        "seed-unet2d", "bce", "adam", 1e-4, 16
+        "seed-unet2d",
+        "bce",
+        "adam",
+        1e-4,
+        16,
     )
     assert cfg.patch_size == [256, 256] and not cfg.augment and cfg.oversample_fg == 0.0
 
@@ -260,7 +272,7 @@ def test_train_writes_a_complete_run(toy: Path, tmp_path: Path) -> None:
     rows = (fold / "log.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,train_loss,val_dice") and len(rows) == 3
     splits = json.loads((run / "splits.json").read_text())
-    assert len(splits) == 3 and sorted(sum((s["val"] for s in splits), [])) == sorted(
+    assert len(splits) == 3 and sorted(c for s in splits for c in s["val"]) == sorted(
         f"toy_{n:03d}" for n in range(6)
     )
     info = json.loads((fold / "checkpoint.json").read_text())
@@ -277,7 +289,7 @@ def test_train_writes_a_complete_run(toy: Path, tmp_path: Path) -> None:
     image, _ = ds.load_case(ds.cases[0])
     prob = predictor.predict_proba(image)
     assert prob.shape == image.shape and prob.array.dtype == np.float32
-    assert 0.0 <= float(prob.array.min()) and float(prob.array.max()) <= 1.0
+    assert float(prob.array.min()) >= 0.0 and float(prob.array.max()) <= 1.0
 
 
 def test_resume_after_a_crash_gives_identical_weights(toy: Path, tmp_path: Path) -> None:
@@ -297,8 +309,10 @@ def test_resume_after_a_crash_gives_identical_weights(toy: Path, tmp_path: Path)
     assert (crashed / "fold_0" / "log.csv").read_text().count("\n") == 3
     # resuming a finished run changes nothing; more epochs continue it
     train(toy, crashed, resume=True, device="cpu", tensorboard=False)
-    assert torch.equal(_weights(crashed / "fold_0")["net.output_block.conv.conv.weight"],
-                       a["net.output_block.conv.conv.weight"])  # fmt: skip
+    assert torch.equal(
+        _weights(crashed / "fold_0")["net.output_block.conv.conv.weight"],
+        a["net.output_block.conv.conv.weight"],
+    )
 
 
 def test_corrupt_checkpoint_and_bad_folders(toy: Path, tmp_path: Path) -> None:
@@ -319,11 +333,30 @@ def test_cli_train_2d_seed_preset_and_errors(toy: Path, tmp_path: Path) -> None:
     from lungspread.cli.app import main
 
     run = tmp_path / "seed"
-    code = main([
-        "train", str(toy), "--out", str(run), "--preset", "seed", "--features", "4,8,16",
-        "--epochs", "1", "--iters-per-epoch", "2", "--batch", "2", "--folds", "3",
-        "--device", "cpu", "--no-tensorboard", "-q",
-    ])  # fmt: skip
+    code = main(
+        [
+            "train",
+            str(toy),
+            "--out",
+            str(run),
+            "--preset",
+            "seed",
+            "--features",
+            "4,8,16",
+            "--epochs",
+            "1",
+            "--iters-per-epoch",
+            "2",
+            "--batch",
+            "2",
+            "--folds",
+            "3",
+            "--device",
+            "cpu",
+            "--no-tensorboard",
+            "-q",
+        ]
+    )
     assert code == 0
     spec = json.loads((run / "model.json").read_text())
     # the seed preset: sigmoid output, 256x256 asked, clamped to the 32x32 images
@@ -333,3 +366,25 @@ def test_cli_train_2d_seed_preset_and_errors(toy: Path, tmp_path: Path) -> None:
     assert cfg["loss"] == "bce" and cfg["augment"] is False and cfg["lr"] == 1e-4
     assert main(["train", str(toy), "--out", str(tmp_path / "x"), "--model", "nope", "-q"]) == 2
     assert main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "y"), "-q"]) == 2
+
+
+def test_gpu_benchmark_script_runs_tiny_on_cpu(tmp_path: Path) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_training_gpu.py"
+    spec = importlib.util.spec_from_file_location("bench_training_gpu", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "b.json"
+    rows = bench.main(
+        ["--device", "cpu", "--tiny", "--iters", "1", "--warmup", "0", "--json", str(out)]
+    )
+    assert [(r["model"], r["mode"]) for r in rows] == [
+        ("unet3d", "step"),
+        ("unet3d", "pipeline"),
+        ("nnunet-task06-3d", "step"),
+        ("nnunet-task06-3d", "pipeline"),
+    ]
+    assert all(r["iterations_per_s"] > 0 for r in rows)
+    assert json.loads(out.read_text())["device"].startswith("CPU")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from training_fixtures import train_tiny_run, write_toy_dataset
 
 pytestmark = pytest.mark.slow
@@ -29,10 +30,29 @@ def _env() -> dict[str, str]:
 
 def _train_args(data: Path, run: Path, epochs: int, iters: int) -> list[str]:
     return [
-        "train", str(data), "--out", str(run), "--model", "unet3d", "--features", "4,8,16",
-        "--patch", "16,16,8", "--batch", "2", "--folds", "3", "--epochs", str(epochs),
-        "--iters-per-epoch", str(iters), "--device", "cpu", "--no-tensorboard", "-q",
-    ]  # fmt: skip
+        "train",
+        str(data),
+        "--out",
+        str(run),
+        "--model",
+        "unet3d",
+        "--features",
+        "4,8,16",
+        "--patch",
+        "16,16,8",
+        "--batch",
+        "2",
+        "--folds",
+        "3",
+        "--epochs",
+        str(epochs),
+        "--iters-per-epoch",
+        str(iters),
+        "--device",
+        "cpu",
+        "--no-tensorboard",
+        "-q",
+    ]
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -65,8 +85,22 @@ def test_sigkill_mid_epoch_then_resume(toy: Path, tmp_path: Path) -> None:
     saved = json.loads(state.read_text())["epoch"]
     assert 1 <= saved < epochs  # at most the unfinished epoch was lost
     assert not (run / "run.json").exists()
-    subprocess.run(cmd + ["train", str(toy), "--out", str(run), "--resume", "-q",
-                          "--device", "cpu", "--no-tensorboard"], check=True, env=_env())  # fmt: skip
+    subprocess.run(
+        [
+            *cmd,
+            "train",
+            str(toy),
+            "--out",
+            str(run),
+            "--resume",
+            "-q",
+            "--device",
+            "cpu",
+            "--no-tensorboard",
+        ],
+        check=True,
+        env=_env(),
+    )
     a, b = _weights(ref / "fold_0"), _weights(run / "fold_0")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (run / "run.json").is_file()
@@ -75,9 +109,16 @@ def test_sigkill_mid_epoch_then_resume(toy: Path, tmp_path: Path) -> None:
 def test_ddp_two_cpu_processes_on_gloo(toy: Path, tmp_path: Path) -> None:
     run = tmp_path / "ddp"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "lungspread", *_train_args(toy, run, 1, 2),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "lungspread",
+        *_train_args(toy, run, 1, 2),
+    ]
     subprocess.run(cmd, check=True, env=_env(), timeout=300)
     info = json.loads((run / "fold_0" / "checkpoint.json").read_text())
     assert info["epoch"] == 1 and len(info["history"]) == 1
@@ -91,7 +132,10 @@ def test_ddp_two_cpu_processes_on_gloo(toy: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("model", "kwargs", "patch"),
-    [("unet3d", {"features": [8, 16, 32]}, [16, 16, 8]), ("resnet-unet2d", {"features": [8, 16, 32]}, None)],
+    [
+        ("unet3d", {"features": [8, 16, 32]}, [16, 16, 8]),
+        ("resnet-unet2d", {"features": [8, 16, 32]}, None),
+    ],
 )
 def test_models_learn_the_toy_task(
     toy: Path, tmp_path: Path, model: str, kwargs: dict[str, object], patch: list[int] | None
@@ -100,9 +144,15 @@ def test_models_learn_the_toy_task(
 
     torch.set_num_threads(1)
     run = train_tiny_run(
-        toy, tmp_path / "run", epochs=40, model=model, model_kwargs=kwargs, patch_size=patch,
-        iters_per_epoch=10, batch_size=4,
-    )  # fmt: skip
+        toy,
+        tmp_path / "run",
+        epochs=40,
+        model=model,
+        model_kwargs=kwargs,
+        patch_size=patch,
+        iters_per_epoch=10,
+        batch_size=4,
+    )
     result = evaluate(run, toy, tmp_path / "ev", subset="val", device="cpu", figures=False)
     dice = result["aggregate"]["dice_global"]["mean"]
     assert dice > 0.8, f"{model}: held-out Dice {dice:.3f}"
@@ -112,11 +162,33 @@ def test_tune_grid(toy: Path, tmp_path: Path) -> None:
     from lungspread.cli.app import main
 
     out = tmp_path / "tune"
-    code = main([
-        "tune", str(toy), "--out", str(out), "--model", "seed-unet2d", "--features", "4,8,16",
-        "--lr", "1e-4,1e-3", "--batch", "4", "--loss", "bce,dice_ce", "--epochs", "1",
-        "--iters-per-epoch", "2", "--folds", "3", "--device", "cpu", "-q",
-    ])  # fmt: skip
+    code = main(
+        [
+            "tune",
+            str(toy),
+            "--out",
+            str(out),
+            "--model",
+            "seed-unet2d",
+            "--features",
+            "4,8,16",
+            "--lr",
+            "1e-4,1e-3",
+            "--batch",
+            "4",
+            "--loss",
+            "bce,dice_ce",
+            "--epochs",
+            "1",
+            "--iters-per-epoch",
+            "2",
+            "--folds",
+            "3",
+            "--device",
+            "cpu",
+            "-q",
+        ]
+    )
     assert code == 0
     lines = (out / "results.csv").read_text().splitlines()
     assert lines[0] == "trial,lr,batch,loss,val_dice,best_epoch,epochs,seconds"

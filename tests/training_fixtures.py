@@ -63,9 +63,7 @@ def write_toy_dataset(
         cid = f"toy_{n:03d}"
         nib.save(nib.Nifti1Image(img, affine), str(root / "imagesTr" / f"{cid}.nii.gz"))
         nib.save(nib.Nifti1Image(lab, affine), str(root / "labelsTr" / f"{cid}.nii.gz"))
-        training.append(
-            {"image": f"./imagesTr/{cid}.nii.gz", "label": f"./labelsTr/{cid}.nii.gz"}
-        )
+        training.append({"image": f"./imagesTr/{cid}.nii.gz", "label": f"./labelsTr/{cid}.nii.gz"})
     meta = {
         "name": "Toy",
         "modality": {"0": "CT"},

@@ -74,7 +74,11 @@ def paired_difference(
             diffs.append(float(y) - float(x))
     arr = np.asarray(diffs)
     lo, hi = bootstrap_ci(arr, n_boot=n_boot, seed=1)
-    return {"mean": float(arr.mean()) if arr.size else float("nan"), "ci95": [lo, hi], "n": int(arr.size)}
+    return {
+        "mean": float(arr.mean()) if arr.size else float("nan"),
+        "ci95": [lo, hi],
+        "n": int(arr.size),
+    }
 
 
 def compare(
@@ -134,7 +138,9 @@ def compare(
         text = "Mean [95% bootstrap interval] over cases.\n\n" + "\n".join(lines) + "\n"
         if deltas:
             text += f"\nPaired Dice difference to {names[0]} (same cases):\n\n"
-            text += "| run | mean difference | 95% interval | cases |\n| --- | ---: | --- | ---: |\n"
+            text += (
+                "| run | mean difference | 95% interval | cases |\n| --- | ---: | --- | ---: |\n"
+            )
             for name, d in zip(names[1:], deltas, strict=True):
                 lo, hi = d["ci95"]
                 text += f"| {name} | {_fmt(d['mean'])} | [{_fmt(lo)}, {_fmt(hi)}] | {d['n']} |\n"
@@ -147,10 +153,18 @@ def compare(
             for key in [*metrics, "dice_global"]:
                 v = row[key]
                 lo, hi = (v["ci95"] or [None, None])[:2]
-                w.writerow([row["run"], key, *(("" if x is None else x) for x in (v["mean"], lo, hi, v["n"]))])
+                w.writerow(
+                    [
+                        row["run"],
+                        key,
+                        *(("" if x is None else x) for x in (v["mean"], lo, hi, v["n"])),
+                    ]
+                )
         atomic_write_bytes(stage / "comparison.csv", buf.getvalue().encode("utf-8"))
         for key in metrics:
-            _boxplot(stage / f"boxplot_{key}.png", key, names, [_values(d["cases"], key) for d in loaded])
+            _boxplot(
+                stage / f"boxplot_{key}.png", key, names, [_values(d["cases"], key) for d in loaded]
+            )
         result = {"runs": table, "paired_dice_vs_first": dict(zip(names[1:], deltas, strict=True))}
         write_json(stage / "comparison.json", result)
         record.write(stage)

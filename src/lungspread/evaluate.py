@@ -72,7 +72,7 @@ def _fold_models(run: Path, subset: str) -> list[tuple[str, Path, list[str] | No
     if not splits_path.is_file():
         raise ModelError("subset 'val' needs the run's splits.json; this is no training run", run)
     splits = load_splits(splits_path)
-    out = []
+    out: list[tuple[str, Path, list[str] | None]] = []
     for k, split in enumerate(splits):
         folder = run / f"fold_{k}"
         if (folder / "model.json").is_file() and split["val"]:

@@ -8,6 +8,7 @@ full disk, Ctrl-C) never leaves half-written outputs behind and never destroys e
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
@@ -53,7 +54,11 @@ def output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     except OSError as exc:
         raise OutputError(f"cannot create the output folder ({exc.strerror})", out) from exc
     try:
-        yield stage
+        try:
+            yield stage
+        except (OSError, OutputError) as exc:
+            _raise_if_disk_full(exc, out)
+            raise
         try:
             out.mkdir(parents=True, exist_ok=True)
             for item in sorted(stage.rglob("*")):
@@ -70,6 +75,20 @@ def output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+#: errno values that mean the disk (or quota) cannot take the results.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+def _raise_if_disk_full(exc: BaseException, out: Path) -> None:
+    """A write that failed for lack of space becomes one :class:`OutputError` naming ``out``
+    (the OSError of a full disk often names no file at all)."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    if isinstance(cause, OSError) and cause.errno in _DISK_FULL:
+        raise OutputError(
+            f"could not write the results ({cause.strerror or cause}); nothing was kept", out
+        ) from exc
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
@@ -84,9 +103,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            raise OutputError(f"could not write ({exc.strerror or exc})", path) from exc
         raise
 
 

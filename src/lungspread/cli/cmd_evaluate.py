@@ -45,8 +45,16 @@ def register(app: typer.Typer) -> None:
             err.print(f"[dim]{done}/{total} {case}[/dim]")
 
         result = evaluate(
-            run, data, out, subset=subset, device=device, tta=tta, overwrite=overwrite,
-            figures=figures, save_predictions=save_predictions, progress=progress,
+            run,
+            data,
+            out,
+            subset=subset,
+            device=device,
+            tta=tta,
+            overwrite=overwrite,
+            figures=figures,
+            save_predictions=save_predictions,
+            progress=progress,
         )
         table = Table(title=f"{len(result['cases'])} cases")
         for col in ("metric", "mean", "95% interval", "n"):
@@ -54,7 +62,7 @@ def register(app: typer.Typer) -> None:
         for key, v in result["aggregate"].items():
             if isinstance(v, dict) and "mean" in v:
                 lo, hi = v["ci95"]
-                fmt = (lambda x: "n/a" if x is None or x != x else f"{x:.4g}")  # noqa: E731
+                fmt = lambda x: "n/a" if x is None or x != x else f"{x:.4g}"  # noqa: E731
                 table.add_row(key, fmt(v["mean"]), f"[{fmt(lo)}, {fmt(hi)}]", str(v["n"]))
         console.print(table)
         console.print(f"results in {out}")
@@ -76,12 +84,9 @@ def register(app: typer.Typer) -> None:
         Writes comparison.md, comparison.csv, comparison.json, boxplot_<metric>.png and
         run.json into OUT.
         """
-        from rich.console import Console
-
         from lungspread.compare import compare
 
         names = [v.strip() for v in labels.split(",")] if labels else None
         compare(evaluations, out, labels=names, overwrite=overwrite)
-        console = Console(highlight=False, quiet=quiet)
         if not quiet:
             typer.echo((Path(out) / "comparison.md").read_text(encoding="utf-8"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,7 +116,9 @@ def register(app: typer.Typer) -> None:
         iters_per_epoch: int | None = typer.Option(
             None, "--iters-per-epoch", help="Optimizer steps per epoch."
         ),
-        fold: str = typer.Option("0", "--fold", help="Fold to train: K, 'all' or 'full' (no validation)."),
+        fold: str = typer.Option(
+            "0", "--fold", help="Fold to train: K, 'all' or 'full' (no validation)."
+        ),
         folds: int = typer.Option(5, "--folds", help="Number of cross-validation folds."),
         seed: int = typer.Option(0, "--seed", help="Random seed (splits, sampling, init)."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
@@ -233,7 +236,7 @@ def register(app: typer.Typer) -> None:
         }
         if features:
             overrides["model_kwargs"] = {"features": _ints(features, "--features")}
-        grid = {
+        grid: dict[str, Sequence[Any]] = {
             "lr": _floats(lr, "--lr"),
             "batch": [int(b) for b in _floats(batch, "--batch")],
             "loss": [v.strip() for v in loss.split(",") if v.strip()],
@@ -241,8 +244,14 @@ def register(app: typer.Typer) -> None:
         progress, callbacks = _progress_callbacks(quiet)
         with progress:
             rows = tune(
-                data, out, grid, preset=preset, overrides=overrides, device=device,
-                resume=resume, callbacks=callbacks,
+                data,
+                out,
+                grid,
+                preset=preset,
+                overrides=overrides,
+                device=device,
+                resume=resume,
+                callbacks=callbacks,
             )
         console = Console(highlight=False, quiet=quiet)
         if not quiet:

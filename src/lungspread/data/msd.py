@@ -374,6 +374,11 @@ def load_case(
     from lungspread.io import read_volume
 
     image = read_volume(case.image)
+    if image.array.dtype.kind == "f" and not np.all(np.isfinite(image.array)):
+        bad = int(np.count_nonzero(~np.isfinite(image.array)))
+        raise InputError(
+            f"image holds {bad} NaN or infinite voxel(s); expected finite intensities", case.image
+        )
     image = Volume(image.array, image.affine, {**image.meta, "case": case.id})
     if case.label is None:
         return image, None

@@ -192,7 +192,7 @@ def paste_crop(
             img.array,
             mask.array,
             img.spacing,
-            center,
+            [float(v) for v in center],
             lungs=lungs,
             rotation=random_rotation(rng),
             scale=float(rng.uniform(0.85, 1.25)),

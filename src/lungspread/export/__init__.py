@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lungspread.errors import GeometryError, MissingDependencyError
+from lungspread.errors import GeometryError, InputError, MissingDependencyError
 from lungspread.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def write_exports(
                         out / "segmentation.dcm", structures, ct, algorithm=opts.algorithm
                     )
                 )
-            except (GeometryError, MissingDependencyError) as exc:
+            except (GeometryError, InputError, MissingDependencyError) as exc:
                 # The other exports are still valid; a SEG that cannot reference its source
                 # slices (or without highdicom installed) is left out with the reason rather
                 # than failing the whole run.

@@ -225,24 +225,31 @@ def write_dicom_seg(
     descriptions = [
         _segment_description(hd, n, s, algorithm) for n, s in enumerate(structures, start=1)
     ]
-    seg = hd.seg.Segmentation(
-        source_images=datasets,
-        pixel_array=pixels,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=_uid("series", source_series, digest, names),
-        series_number=series_number,
-        sop_instance_uid=_uid("instance", source_series, digest, names),
-        instance_number=1,
-        manufacturer="lungspread",
-        manufacturer_model_name="lungspread",
-        software_versions=__version__,
-        device_serial_number="none",
-        series_description="lungspread lungs and tumor",
-        content_label="LUNGSPREAD",
-        content_description="Lungs and lung tumor lesions",
-        omit_empty_frames=True,
-    )
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=datasets,
+            pixel_array=pixels,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions,
+            series_instance_uid=_uid("series", source_series, digest, names),
+            series_number=series_number,
+            sop_instance_uid=_uid("instance", source_series, digest, names),
+            instance_number=1,
+            manufacturer="lungspread",
+            manufacturer_model_name="lungspread",
+            software_versions=__version__,
+            device_serial_number="none",
+            series_description="lungspread lungs and tumor",
+            content_label="LUNGSPREAD",
+            content_description="Lungs and lung tumor lesions",
+            omit_empty_frames=True,
+        )
+    except (AttributeError, KeyError) as exc:
+        # highdicom copies the patient and study modules from the source; a series without
+        # them (type 2 attributes left out, as some anonymizers do) cannot be referenced.
+        raise InputError(
+            f"the source series lacks an attribute a DICOM-SEG must copy ({exc})", files[0]
+        ) from exc
     from lungspread.export.files import atomic_path
 
     with atomic_path(path) as tmp:

@@ -64,7 +64,7 @@ def resampled_shape(
         if not np.isfinite(t) or t <= 0:
             out.append(int(shape[axis]))
             continue
-        out.append(max(1, int(round(shape[axis] * float(spacing_mm[axis]) / t))))
+        out.append(max(1, round(shape[axis] * float(spacing_mm[axis]) / t)))
     return (out[0], out[1], out[2])
 
 
@@ -86,9 +86,7 @@ def resize_array(array: np.ndarray, shape: Sequence[int], order: int = 1) -> np.
     return np.ascontiguousarray(out[0, 0].numpy())
 
 
-def prepare_array(
-    array: np.ndarray, spacing_mm: Sequence[float], spec: ModelSpec
-) -> np.ndarray:
+def prepare_array(array: np.ndarray, spacing_mm: Sequence[float], spec: ModelSpec) -> np.ndarray:
     """Resample to ``spec.spacing_mm``, denoise (if the model was trained so) and normalize:
     the network's input grid (float32). The same order as training's preprocessing."""
     from lungspread.data.normalization import normalize
@@ -140,10 +138,7 @@ def probability_fn(net: Any, output: str, mirror_axes: Sequence[int] = ()) -> An
             return once(x)
         acc = None
         for axes in combos:
-            if axes:
-                p = torch.flip(once(torch.flip(x, axes)), axes)
-            else:
-                p = once(x)
+            p = torch.flip(once(torch.flip(x, axes)), axes) if axes else once(x)
             acc = p if acc is None else acc + p
         assert acc is not None
         return acc / len(combos)
@@ -184,10 +179,7 @@ def infer_array(
         x = x.to(device)
         prob = sliding_window(x, patch_size, fn, overlap=overlap, batch_size=bs, pad_value=pad)
         out = prob[:, 0].cpu().numpy()
-    if dims == 2:
-        out = np.moveaxis(out, 0, 2)
-    else:
-        out = out[0]
+    out = np.moveaxis(out, 0, 2) if dims == 2 else out[0]
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
@@ -224,9 +216,7 @@ class Predictor:
         if spec.dims not in (2, 3):
             raise ModelError(f"model.json: dims must be 2 or 3, found {spec.dims}")
         if len(spec.patch_size) != spec.dims:
-            raise ModelError(
-                f"model.json: patch_size {spec.patch_size} needs {spec.dims} numbers"
-            )
+            raise ModelError(f"model.json: patch_size {spec.patch_size} needs {spec.dims} numbers")
 
     @classmethod
     def from_folder(

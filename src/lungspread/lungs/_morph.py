@@ -16,15 +16,20 @@ def inplane_structure(connectivity: int = 1) -> np.ndarray:
 def capped(
     cand: np.ndarray,
     lung: np.ndarray,
+    down: int,
+    look_slices: int,
     box: tuple[slice, slice, slice] | None = None,
     min_fraction: float = 0.5,
 ) -> np.ndarray:
-    """The 3D pieces of ``cand`` (per-slice regions stacked over slices) closed by ``lung`` at
-    both ends: at least ``min_fraction`` of the piece's first and of its last slice has lung
-    in the slice beyond. ``cand`` lies at ``box`` inside ``lung`` (default: the same grid).
+    """The 3D pieces of ``cand`` (per-slice regions stacked over slices) closed by ``lung``
+    below: within ``look_slices`` slices beyond the piece's lowest slice (``down`` is the
+    step of the slice index towards the feet, -1 or +1), some slice has lung over at least
+    ``min_fraction`` of that slice's footprint. ``cand`` lies at ``box`` inside ``lung``
+    (default: the same grid).
 
-    A tumor is bounded by lung above and below; the top of the diaphragm's dome, or the heart
-    seen through a crescent of lung, continue below the lung.
+    A tumor is bounded by lung below (a few slices of it may lie beyond a stack of hollows
+    that stops early); the top of the diaphragm's dome, or the heart seen through a crescent
+    of lung, continue into the abdomen. Above, an apical tumor may reach the lung's top.
     """
     if box is None:
         box = (slice(0, lung.shape[0]), slice(0, lung.shape[1]), slice(0, lung.shape[2]))
@@ -38,30 +43,49 @@ def capped(
         if sl is None:
             continue
         piece = lab[sl] == i
-        closed = True
-        for end, step in ((0, -1), (piece.shape[2] - 1, 1)):
-            k_beyond = k0 + sl[2].start + end + step
-            if not 0 <= k_beyond < nk:
-                closed = False
-                break
-            foot = piece[:, :, end]
-            beyond = lung[box[0], box[1], k_beyond][sl[0], sl[1]]
-            if np.count_nonzero(beyond & foot) < min_fraction * np.count_nonzero(foot):
-                closed = False
-                break
-        if closed:
+        end = 0 if down < 0 else piece.shape[2] - 1
+        k_end = k0 + sl[2].start + end
+        if _closed_beyond(
+            piece[:, :, end], lung, box, sl, k_end, down, look_slices, min_fraction, nk
+        ):
             out[sl] |= piece
     return out
 
 
+def _closed_beyond(
+    foot: np.ndarray,
+    lung: np.ndarray,
+    box: tuple[slice, slice, slice],
+    sl: tuple[slice, ...],
+    k_end: int,
+    step: int,
+    look_slices: int,
+    min_fraction: float,
+    nk: int,
+) -> bool:
+    need = min_fraction * np.count_nonzero(foot)
+    for d in range(1, look_slices + 1):
+        k = k_end + step * d
+        if not 0 <= k < nk:
+            return False
+        beyond = lung[box[0], box[1], k][sl[0], sl[1]]
+        if np.count_nonzero(beyond & foot) >= need:
+            return True
+    return False
+
+
 def fill_holes_per_slice(
-    mask: np.ndarray, max_fraction: float = 0.5, small_px: float = np.inf
+    mask: np.ndarray,
+    max_fraction: float = 0.5,
+    small_px: float = np.inf,
+    down: int = -1,
+    look_slices: int = 1,
 ) -> np.ndarray:
     """Fill the holes of each axial slice (vessels, nodules).
 
     Holes of at most ``small_px`` pixels are filled. Larger ones only when smaller than
-    ``max_fraction`` of the slice's mask area and, stacked over slices, closed by the mask at
-    both ends (:func:`capped`). Near the lung base a ring of lung can enclose the top of the
+    ``max_fraction`` of the slice's mask area and, stacked over slices, closed by the mask
+    below (:func:`capped`; ``down`` and ``look_slices`` as there). Near the lung base a ring of lung can enclose the top of the
     diaphragm's dome in a few slices: that hole continues into the abdomen and stays open.
     """
     holes = ndi.binary_fill_holes(mask, structure=inplane_structure(1)) & ~mask
@@ -80,5 +104,5 @@ def fill_holes_per_slice(
     big = fits & ~small
     big[0] = False
     if big.any():
-        out |= capped(big[lab], mask)
+        out |= capped(big[lab], mask, down, look_slices)
     return out

@@ -205,12 +205,14 @@ def fill_lungs(
     airway_zone = ndi.binary_dilation(airway, structure=inplane_structure(2), iterations=2)
     present = [lbl for lbl in (RIGHT, LEFT) if (lungs_air == lbl).any()]
     small_px = SMALL_HOLE_MM2 / (sp[0] * sp[1])
+    look = max(1, int(np.ceil(CAP_LOOK_MM / sp[2])))
+    down = -grid.superior_sign
 
     filled: dict[int, np.ndarray] = {}
     for lbl in present:
         m = lungs_air == lbl
         box = _bbox(m, (1, 1, 1))
-        crop = fill_holes_per_slice(m[box], small_px=small_px)
+        crop = fill_holes_per_slice(m[box], small_px=small_px, down=down, look_slices=look)
         crop = ndi.binary_fill_holes(crop)
         full = np.zeros_like(m)
         full[box] = crop
@@ -218,6 +220,13 @@ def fill_lungs(
 
     allowed_base = body & ~airway_zone
     out = np.zeros(lungs_air.shape, dtype=np.uint8)
+    for lbl in present:
+        out[filled[lbl] & (out == 0)] = lbl
+    # the hull step looks at the lungs as they are before the ball: after it, a tumor's
+    # hollow would be half filled and no longer look like one
+    hull_added = out.copy()
+    if opts.hull_fill and len(present) == 2:
+        _fill_hull_hollows(hull_added, allowed_base, body, sp, down, look)
     for lbl in present:
         m = filled[lbl]
         others = [filled[o] for o in present if o != lbl]
@@ -231,8 +240,8 @@ def fill_lungs(
         region = np.zeros_like(m)
         region[box] = grown
         out[region & (out == 0)] = lbl
-    if opts.hull_fill and len(present) == 2:
-        _fill_hull_hollows(out, allowed_base, body, sp)
+    take = (out == 0) & (hull_added > 0)
+    out[take] = hull_added[take]
     filled_any = np.zeros_like(lungs_air, dtype=bool)
     for m in filled.values():
         filled_any |= m
@@ -257,7 +266,7 @@ def fill_lungs(
     for lbl in present:
         m = out == lbl
         box = _bbox(m, (1, 1, 1))
-        crop = fill_holes_per_slice(m[box], small_px=small_px)
+        crop = fill_holes_per_slice(m[box], small_px=small_px, down=down, look_slices=look)
         sub = out[box]
         sub[crop & (sub == 0)] = lbl
     solid = (out > 0) & ((filled_any & (lungs_air == 0)) | keep_whole | seeds | ring_all)
@@ -281,6 +290,8 @@ _CROSS = ndi.generate_binary_structure(3, 1)
 #: Holes in a slice up to this area are always filled (vessels); larger ones (a tumor, the
 #: top of the diaphragm's dome) only when lung closes them above and below.
 SMALL_HOLE_MM2 = 300.0
+#: How far beyond a stack of hollows or holes lung must close it (a tumor's far side).
+CAP_LOOK_MM = 40.0
 #: Only added pieces of at least this volume (a small tumor) grow by the margin.
 MARGIN_MIN_ML = 0.02
 
@@ -305,7 +316,8 @@ def _fill_hull_hollows(
     allowed: np.ndarray,
     body: np.ndarray,
     spacing: tuple[float, float, float],
-    max_fraction: float = 0.5,
+    down: int,
+    look_slices: int,
 ) -> None:
     """Per slice, fill each lung's convex-hull hollows that open onto the chest wall only.
 
@@ -314,9 +326,9 @@ def _fill_hull_hollows(
     nearer the body's surface than the other lung; it faces the mediastinum (heart, hilum,
     aorta, spine) when they are nearer the other lung. Only hollows whose open side mostly
     faces the chest wall are filled: a tumor on the costal pleura comes in, the heart does
-    not. Hollows larger than ``max_fraction`` of the lung's area in the slice
-    (the diaphragm's dome inside a thin crescent of lung) and one-pixel slivers along a
-    digital pleura are left open too.
+    not. One-pixel slivers along a digital pleura, and stacks of hollows that lung does not
+    close below (the diaphragm's dome or the heart seen through a crescent of lung) are left
+    open too.
     """
     both_present = (labels == RIGHT).any(axis=(0, 1)) & (labels == LEFT).any(axis=(0, 1))
     ks = np.nonzero(both_present)[0]
@@ -368,19 +380,13 @@ def _fill_hull_hollows(
         to_wall = np.bincount(ids[wall], minlength=n + 1)
         to_mediastinum = np.bincount(ids[~wall], minlength=n + 1)
         keep = to_wall > to_mediastinum
-        # the slice of each hollow, and its size next to the lung's area in that slice
-        sizes = np.bincount(flat, minlength=n + 1).astype(np.float64)
-        kk = np.broadcast_to(np.arange(shape[2], dtype=np.float64), shape).ravel()
-        k_of = np.rint(np.bincount(flat, weights=kk, minlength=n + 1) / np.maximum(sizes, 1))
-        area = own.sum(axis=(0, 1)).astype(np.float64)
-        keep &= sizes <= max_fraction * area[k_of.astype(np.intp)]
         # more than a one-pixel sliver: some pixel has its whole 3x3 neighbourhood inside
         deep = ndi.binary_erosion(hollow, structure=touch)
         thick = np.zeros(n + 1, dtype=bool)
         thick[np.unique(hlab[deep])] = True
         keep &= thick
         keep[0] = False
-        add = capped(keep[hlab], labels == lbl, box) & (sub == 0)
+        add = capped(keep[hlab], labels == lbl, down, look_slices, box) & (sub == 0)
         sub[add] = lbl
 
 

@@ -49,9 +49,7 @@ class UNetDecoder2d(nn.Module):
     resolution and halves towards the next finer skip. Ends with a 1x1 convolution to logits.
     """
 
-    def __init__(
-        self, skip_channels: Sequence[int], out_channels: int, norm: bool = True
-    ) -> None:
+    def __init__(self, skip_channels: Sequence[int], out_channels: int, norm: bool = True) -> None:
         super().__init__()
         chans = list(skip_channels)
         blocks = []

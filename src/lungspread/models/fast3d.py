@@ -9,9 +9,11 @@ Design (chosen for CPU inference speed at about 1.5 mm voxels, see docs/analyze.
   arithmetic of a 3D network goes, and tumor boundaries need only a few detectors there,
   while the coarse levels (64-128 channels at 1/8 and 1/16 of the resolution) carry the
   context that tells a nodule (round) from a vessel (a tube) for almost no cost;
-* batch normalization by default: in eval mode it is a fixed per-channel scale and shift, so
-  inference never computes per-window statistics (which instance normalization does, and
-  which makes sliding-window results depend on the window placement);
+* batch normalization from the second level down (``norm_from_level=1``): in eval mode it
+  is a fixed per-channel scale and shift, so inference never computes per-window statistics
+  (instance normalization does, which makes sliding-window results depend on where the
+  windows fall); the full-resolution level has none (its convolutions carry a bias) because
+  normalization layers in bfloat16 on a CPU cost more there than all its convolutions;
 * no deep supervision, so the forward pass returns one logits tensor ``(N, C, D, H, W)``;
 * channels-last memory (``torch.channels_last_3d``) for its weights, which oneDNN's CPU
   convolutions run about 2-3 times faster than the default layout;
@@ -22,9 +24,9 @@ Design (chosen for CPU inference speed at about 1.5 mm voxels, see docs/analyze.
   training the bundled model on a CPU possible. Evaluation mode never autocasts by itself:
   inference precision is the caller's choice (see :class:`lungspread.analyze.FastInference`).
 
-With the default ``features=(8, 16, 32, 64, 128)`` the network has about 1.2 M parameters
-(4.7 MB of float32 weights) and costs about 17 kFLOP per input voxel, some 70 times less than
-nnU-Net's Task06 3d_fullres network per voxel.
+With the default ``features=(8, 16, 32, 64, 128)`` the network has 1.41 M parameters
+(5.6 MB of float32 weights) and costs about 29 kFLOP per input voxel, some 18 times less than
+nnU-Net's Task06 3d_fullres network (about 530 kFLOP per voxel).
 """
 
 from __future__ import annotations
@@ -47,24 +49,28 @@ def _native_cpu_bf16() -> bool:
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "none":
+        return nn.Identity()
     if kind == "batch":
         return nn.BatchNorm3d(channels)
     if kind == "instance":
         return nn.InstanceNorm3d(channels, affine=True)
     if kind == "group":
         return nn.GroupNorm(max(1, channels // 8), channels)
-    raise ValueError(f"unknown norm {kind!r}; expected 'batch', 'instance' or 'group'")
+    raise ValueError(f"unknown norm {kind!r}; expected 'batch', 'instance', 'group' or 'none'")
 
 
 class ConvBlock(nn.Sequential):
-    """Two (conv 3x3x3 -> norm -> leaky ReLU); the first conv may downsample with a stride."""
+    """Two (conv 3x3x3 -> norm -> leaky ReLU); the first conv may downsample with a stride.
+    Without a norm (``"none"``) the convolutions carry a bias instead."""
 
     def __init__(self, c_in: int, c_out: int, norm: str, stride: int = 1) -> None:
+        bias = norm == "none"
         super().__init__(
-            nn.Conv3d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+            nn.Conv3d(c_in, c_out, 3, stride=stride, padding=1, bias=bias),
             _norm(norm, c_out),
             nn.LeakyReLU(0.01, inplace=True),
-            nn.Conv3d(c_out, c_out, 3, padding=1, bias=False),
+            nn.Conv3d(c_out, c_out, 3, padding=1, bias=bias),
             _norm(norm, c_out),
             nn.LeakyReLU(0.01, inplace=True),
         )
@@ -81,6 +87,7 @@ class Fast3DNet(nn.Module):
         features: Sequence[int] = (8, 16, 32, 64, 128),
         norm: str = "batch",
         bf16_training: bool = True,
+        norm_from_level: int = 1,
     ) -> None:
         super().__init__()
         self.bf16_training = bool(bf16_training)
@@ -90,14 +97,22 @@ class Fast3DNet(nn.Module):
         self.features = tuple(feats)
         self.encoders = nn.ModuleList()
         c_prev = in_channels
+
+        def norm_at(level: int) -> str:
+            return norm if level >= norm_from_level else "none"
+
         for level, c in enumerate(feats):
-            self.encoders.append(ConvBlock(c_prev, c, norm, stride=1 if level == 0 else 2))
+            stride = 1 if level == 0 else 2
+            self.encoders.append(ConvBlock(c_prev, c, norm_at(level), stride=stride))
             c_prev = c
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
-        for c_skip, c_deep in zip(reversed(feats[:-1]), reversed(feats[1:]), strict=True):
+        n = len(feats)
+        for i, (c_skip, c_deep) in enumerate(
+            zip(reversed(feats[:-1]), reversed(feats[1:]), strict=True)
+        ):
             self.ups.append(nn.ConvTranspose3d(c_deep, c_skip, 2, stride=2, bias=False))
-            self.decoders.append(ConvBlock(2 * c_skip, c_skip, norm))
+            self.decoders.append(ConvBlock(2 * c_skip, c_skip, norm_at(n - 2 - i)))
         self.head = nn.Conv3d(feats[0], out_channels, 1)
         self.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
 
@@ -135,5 +150,5 @@ class Fast3DNet(nn.Module):
 @register("fast3d")
 def build_fast3d(**kwargs: Any) -> Fast3DNet:
     """Registry factory: ``fast3d`` (``in_channels``, ``out_channels``, ``features``, ``norm``,
-    ``bf16_training``)."""
+    ``norm_from_level``, ``bf16_training``)."""
     return Fast3DNet(**kwargs)

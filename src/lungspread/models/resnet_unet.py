@@ -37,7 +37,7 @@ class BasicBlock2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))  # type: ignore[no-any-return]
+        return self.relu(out + self.shortcut(x))
 
 
 class ResNetUNet2d(nn.Module):
@@ -77,7 +77,7 @@ class ResNetUNet2d(nn.Module):
         for stage in self.stages:
             x = stage(x)
             skips.append(x)
-        return self.decoder(skips)  # type: ignore[no-any-return]
+        return self.decoder(skips)
 
 
 @register("resnet-unet2d")

@@ -48,7 +48,7 @@ class SeedUNet2d(nn.Module):
                 x = self.pool(x)
             x = block(x)
             skips.append(x)
-        return self.decoder(skips)  # type: ignore[no-any-return]
+        return self.decoder(skips)
 
 
 @register("seed-unet2d")

@@ -59,8 +59,7 @@ def plan_unet3d(
     while len(strides) < max_stages:
         lo = min(spacing)
         pool = [
-            2 if (spacing[a] <= 2 * lo and size[a] >= 2 * min_feature_map) else 1
-            for a in range(3)
+            2 if (spacing[a] <= 2 * lo and size[a] >= 2 * min_feature_map) else 1 for a in range(3)
         ]
         if pool == [1, 1, 1]:
             break
@@ -148,7 +147,12 @@ def unet3d(
 ) -> UNet3d:
     """nnU-Net-class 3D U-Net (instance norm, leaky ReLU, deep supervision)."""
     return UNet3d(
-        in_channels, out_channels, features, strides, kernels, deep_supervision,
+        in_channels,
+        out_channels,
+        features,
+        strides,
+        kernels,
+        deep_supervision,
         deep_supervision_heads,
     )
 

@@ -55,7 +55,7 @@ class VGGUNet2d(nn.Module):
                 x = self.pool(x)
             x = stage(x)
             skips.append(x)
-        return self.decoder(skips)  # type: ignore[no-any-return]
+        return self.decoder(skips)
 
 
 @register("vgg-unet2d")

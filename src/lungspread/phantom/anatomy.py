@@ -74,7 +74,8 @@ class Anatomy:
     breasts: bool
     table: bool
     table_gap: float
-    z_top: float  # top of the scanned range (anatomical z)
+    z_top: float
+    fissure_z: tuple[float, float]  # top of the scanned range (anatomical z)
     mediastinum: list[tuple[Shape, str, float]] = field(
         default_factory=list
     )  # shape, tissue, fat margin
@@ -200,6 +201,7 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         table=bool(rng.random() < 0.85),
         table_gap=float(rng.uniform(4.0, 35.0)),
         z_top=max(z_apex) + float(rng.uniform(6, 24)),
+        fissure_z=(float(rng.normal(38, 8)), float(rng.normal(45, 8))),
     )
     _build_structures(an, rng)
     return an
@@ -368,6 +370,7 @@ class Plane:
     rc: np.ndarray  # distance from the rib cage axis
     rho_apex: tuple[np.ndarray, np.ndarray]  # distance from each apex axis
     lung_hu: np.ndarray  # (nj, 1) parenchyma HU (gravity gradient)
+    fissures: tuple[np.ndarray, ...] = ()  # height (mm) of each fissure sheet, -1e4 where none
 
     def crop(self, jb: slice, ib: slice) -> Plane:
         """The same arrays restricted to rows ``jb`` and columns ``ib``."""
@@ -401,15 +404,15 @@ def make_plane(an: Anatomy, grid: Grid) -> Plane:
     a, b_ant, b_post = an.half_width, an.half_depth, an.half_depth * 0.95
     p = np.where(yy > 0, 2.15, 2.6)
     b = np.where(yy > 0, b_ant, b_post)
-    r0 = (np.abs(c / a) ** p + np.abs(s / b) ** p) ** (-1.0 / p)
+    r0 = np.maximum(np.abs(c / a) ** p + np.abs(s / b) ** p, 1e-12) ** (-1.0 / p)
     if an.breasts:
         for sx in (1.0, -1.0):
             bump = np.exp(-(((xx - 75 * sx * an.sw) / 45) ** 2) - ((s - 0.8) / 0.3) ** 2)
             r0 = r0 + 18.0 * an.sap * bump * (s > 0)
     tf = an.fat_mm * (0.72 + 0.45 * c**2 + 0.15 * np.maximum(-s, 0))
-    tm = an.muscle_mm * (1.0 + 0.15 * c**2) + 6.0 * np.maximum(-s, 0)
+    tm = an.muscle_mm * (0.7 + 0.45 * c**2) + 8.0 * np.maximum(-s, 0)
     tm = tm + 32.0 * an.sap * np.exp(-((xx / (55 * an.sw)) ** 2)) * np.maximum(-s, 0)
-    tm_pec = 10.0 * np.maximum(s, 0) ** 2 * (np.abs(xx) > 20)
+    tm_pec = 8.0 * np.maximum(s, 0) ** 2 * np.clip((np.abs(xx) - 20) / 30, 0, 1)
     phi = np.arccos(np.clip(-s, -1, 1))
     # Diaphragm: two domes, flat on top and falling steeply into the recesses (deepest behind).
     zdia = np.full(r.shape, -1e4)
@@ -421,8 +424,11 @@ def make_plane(an: Anatomy, grid: Grid) -> Plane:
         ux = (xx - xd * an.sw) / lx
         uy = (yy - yd * an.sap) / ly
         q = ux**2 + uy**2
-        zz = zd - 26.0 * an.sz * q - 44.0 * an.sz * q**2
-        dq = 26.0 * an.sz + 88.0 * an.sz * q  # d(drop)/dq
+        raw = 26.0 * an.sz * q + 44.0 * an.sz * q**2
+        cap = 95.0 * an.sz  # the recesses end some 9 cm below the dome
+        th = np.tanh(raw / cap)
+        zz = zd - cap * th
+        dq = (1 - th**2) * (26.0 * an.sz + 88.0 * an.sz * q)  # d(drop)/dq
         sel = zz > zdia
         zdia = np.where(sel, zz, zdia)
         gx = np.where(sel, -dq * 2 * ux / lx, gx)
@@ -433,6 +439,7 @@ def make_plane(an: Anatomy, grid: Grid) -> Plane:
         for sx in (1.0, -1.0)
     )
     lung_hu = an.hu["lung"] + an.lung_gradient_hu * np.clip(-(yy + 10) / 90.0, -0.6, 1.2)
+    fissures = _fissures(an, xx, yy)
     f = np.float32
     return Plane(
         xx.astype(f),
@@ -449,6 +456,7 @@ def make_plane(an: Anatomy, grid: Grid) -> Plane:
         (np.sqrt(xx**2 + (yy - an.cavity_y) ** 2) + 1e-3).astype(f),
         (rho[0].astype(f), rho[1].astype(f)),
         lung_hu.astype(f),
+        tuple(fz.astype(f) for fz in fissures),
     )
 
 
@@ -644,6 +652,7 @@ def _render_chunk(
     out.lung_frac[ks] = lf
     side = np.where(plane.xx > F32(fields.septum_x), 1, 2).astype(np.uint8)
     np.multiply(fields.sdf_lung < 0, side[None], out=out.lungs[ks], casting="unsafe")
+    _paint_fissures(g, hu, plane, lf, w)
     del lf
     # Bones of the chest wall.
     _paint_ribs(an, g, hu, plane, fields, w)
@@ -653,6 +662,43 @@ def _render_chunk(
         if tissue == "bone":
             paint(hu, g, shape, hu_tab["cortex"] * 0.8, w)
             paint(hu, g, shape, hu_tab["marrow"], w, offset_mm=1.6)
+
+
+def _fissures(an: Anatomy, xx: np.ndarray, yy: np.ndarray) -> list[np.ndarray]:
+    """Heights of the interlobar fissures: both oblique fissures and the right horizontal one.
+
+    The oblique fissures run from high at the back (about T4) to the diaphragm in front; the
+    horizontal fissure leaves the right oblique fissure forwards at about the hilum.
+    """
+    y = yy / an.sap
+    x = np.broadcast_to(xx / an.sw, np.broadcast_shapes(xx.shape, yy.shape))
+    right = x > 0
+    out = []
+    for sign, z0 in ((1.0, an.fissure_z[0]), (-1.0, an.fissure_z[1])):
+        zf = (z0 - 1.2 * (y + 60.0) + 0.08 * np.abs(x) + 6 * np.sin(x / 40.0)) * an.sz
+        out.append(np.where((x * sign) > 0, zf, -1e4))
+    zo = out[0]
+    zh = (-18.0 + 0.06 * y + 0.05 * np.abs(x)) * an.sz + 0 * x
+    out.append(np.where(right & (zh > zo), zh, -1e4))
+    return out
+
+
+def _paint_fissures(g: Grid, hu: np.ndarray, plane: Plane, lung_frac: np.ndarray, w: float) -> None:
+    """Thin pleural sheets between the lobes: a faint line about a voxel wide."""
+    if not plane.fissures:
+        return
+    zs = g.z.astype(F32)[:, None, None]
+    sigma = 0.5 * w
+    peak = 320.0 * min(1.0, 0.9 / w)
+    for fz in plane.fissures:
+        d = np.abs(zs - fz[None])
+        kk, jj, ii = np.nonzero(d < F32(2.5 * sigma / 0.6))
+        if len(kk) == 0:
+            continue
+        # vertical distance -> distance normal to a sheet inclined at about 50 degrees
+        dn = d[kk, jj, ii] * F32(0.64)
+        wt = lung_frac[kk, jj, ii].astype(F32)
+        hu[kk, jj, ii] += F32(peak) * np.exp(-0.5 * (dn / F32(sigma)) ** 2) * wt
 
 
 def _paint_table(an: Anatomy, grid: Grid, hu: np.ndarray, w: float) -> None:
@@ -778,7 +824,7 @@ def _rib_table(an: Anatomy) -> list[tuple[float, float, float, float, float]]:
     ends = [2.95, 2.96, 2.97, 2.97, 2.97, 2.95, 2.9, 2.72, 2.58, 2.42, 1.95, 1.5]
     for n in range(12):
         z0 = top - n * an.vertebra_pitch
-        drop = (26.0 + 7.5 * min(n, 7)) * an.sz
+        drop = (40.0 + 9.0 * min(n, 7)) * an.sz
         cart = 2.55 if n < 7 else (ends[n] - 0.4 if n < 10 else 9.0)
         half_h = (4.2 + 2.2 * np.sin(np.pi * (n + 1) / 13)) * an.sz
         out.append((z0, drop, ends[n], cart, float(half_h)))
@@ -797,7 +843,7 @@ def _paint_ribs(an: Anatomy, g: Grid, hu: np.ndarray, plane: Plane, f: Fields, w
     zv = g.z[kk]
     hv = hu[kk, jj, ii]
     span = np.pi - PHI_LO
-    prog = np.clip((phi - PHI_LO) / span, 0, 1) ** 1.35
+    prog = np.clip((phi - PHI_LO) / span, 0, 1) ** 1.15
     for z0, drop, end, cart, hh in _rib_table(an):
         zc = z0 - drop * prog
         dz = zv - zc

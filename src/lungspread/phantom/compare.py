@@ -56,9 +56,7 @@ def threshold_masks(ct: Volume, step: int = 2) -> tuple[np.ndarray, np.ndarray, 
         if n == 0:
             body[:, :, k] = True
             continue
-        edge = np.unique(
-            np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
-        )
+        edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
         outside = np.isin(lab, edge[edge > 0])
         body[:, :, k] = ndi.binary_fill_holes(~outside & (a[:, :, k] > -2000))
     inner = air & body & (a > -1100)

@@ -111,6 +111,13 @@ class Grid:
             object.__setattr__(self, name, c)
             object.__setattr__(self, f"_{name}32", c.astype(F32))
 
+    @property
+    def z_range(self) -> tuple[float, float]:
+        """Lowest and highest slice position (mm)."""
+        if len(self.z) == 0:
+            return (np.inf, -np.inf)
+        return (float(min(self.z[0], self.z[-1])), float(max(self.z[0], self.z[-1])))
+
     @classmethod
     def regular(cls, lo: Sequence[float], hi: Sequence[float], step_mm: float) -> Grid:
         """An increasing grid covering the box [lo, hi] with the given step (for planning)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -47,10 +48,16 @@ class Tube:
         return cls(p, r)
 
     def pieces(self, grow: float = 0.0) -> Iterator[Piece]:
+        for p in self.base_pieces:
+            yield Piece(p.lo - grow, p.hi + grow, p.sdf) if grow else p
+
+    @cached_property
+    def base_pieces(self) -> tuple[Piece, ...]:
+        out = []
         for a, b, ra, rb in zip(
             self.points[:-1], self.points[1:], self.radii[:-1], self.radii[1:], strict=True
         ):
-            rmax = max(ra, rb) + grow
+            rmax = max(ra, rb)
             lo = np.minimum(a, b) - rmax
             hi = np.maximum(a, b) + rmax
 
@@ -65,7 +72,8 @@ class Tube:
             ) -> np.ndarray:
                 return sd_segment(zz, yy, xx, a, b, ra, rb)
 
-            yield Piece(lo, hi, fn)
+            out.append(Piece(lo, hi, fn))
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -86,13 +94,18 @@ class Blob:
         return cls(np.asarray(center, float), np.asarray(radii, float), rotation)
 
     def pieces(self, grow: float = 0.0) -> Iterator[Piece]:
-        r = float(np.max(self.radii)) + grow
+        p = self.base_pieces[0]
+        yield Piece(p.lo - grow, p.hi + grow, p.sdf) if grow else p
+
+    @cached_property
+    def base_pieces(self) -> tuple[Piece, ...]:
+        r = float(np.max(self.radii))
         c = self.center
 
         def fn(zz: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
             return sd_ellipsoid(zz, yy, xx, c, self.radii, self.rotation)
 
-        yield Piece(c - r, c + r, fn)
+        return (Piece(c - r, c + r, fn),)
 
 
 @dataclass(frozen=True)
@@ -111,7 +124,10 @@ Shape = Tube | Blob | Custom
 
 
 def _boxes(grid: Grid, shape: Shape, grow: float) -> Iterator[tuple[BoxSlices, SdfFn]]:
+    z_lo, z_hi = grid.z_range
     for piece in shape.pieces(grow):
+        if piece.hi[2] < z_lo or piece.lo[2] > z_hi:
+            continue
         box = grid.box(piece.lo, piece.hi)
         if box is not None:
             yield box, piece.sdf

@@ -162,11 +162,11 @@ def _bump_table(rng: np.random.Generator, shape: str) -> tuple[np.ndarray, np.nd
         bumps(3, (0.01, 0.04), (1.0, 3.0), True)
     elif shape == "lobulated":
         stretch = rng.uniform(0.85, 1.15, 3)
-        bumps(int(rng.integers(3, 8)), (0.12, 0.3), (3.0, 12.0), False)
+        bumps(int(rng.integers(4, 9)), (0.2, 0.45), (5.0, 14.0), False)
     elif shape == "spiculated":
         stretch = rng.uniform(0.85, 1.15, 3)
         bumps(int(rng.integers(2, 5)), (0.05, 0.15), (3.0, 8.0), False)
-        bumps(int(rng.integers(10, 30)), (0.35, 1.1), (150.0, 700.0), False)
+        bumps(int(rng.integers(8, 22)), (0.5, 1.4), (40.0, 160.0), False)
     else:
         stretch = rng.uniform(0.7, 1.3, 3)
         bumps(int(rng.integers(8, 18)), (0.08, 0.3), (2.0, 25.0), True)

@@ -274,6 +274,11 @@ def compute_spread(
     null_reasons: dict[str, str] = {}
     if ct is not None:
         inv.check_same_grid(ct, tumor, "CT", "tumor mask")
+        if ct.array.dtype.kind == "f" and not np.all(np.isfinite(ct.array)):
+            raise InputError(
+                "CT holds NaN or infinite voxels; expected finite HU values",
+                ct.meta.get("source"),
+            )
     for vol, name in ((lungs, "lung mask"), (lobes, "lobe map"), (zones, "zone map")):
         if vol is not None:
             inv.check_same_grid(tumor, vol, "tumor mask", name)

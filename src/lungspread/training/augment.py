@@ -68,7 +68,7 @@ def source_size(patch: Sequence[int], augment: bool) -> list[int]:
     out = []
     for a, p in enumerate(patch):
         factor = 1.4 if (len(patch) == 2 or a < 2) else 1.16
-        s = int(math.ceil(p * factor))
+        s = math.ceil(p * factor)
         if (s - p) % 2:
             s += 1
         out.append(s)
@@ -113,9 +113,7 @@ def spatial_params(
                 * on
             )
             mats = _rotation(a, b, ang, nd) @ mats
-    scale = torch.where(
-        _chance(gen, n, cfg.p_scale), _uniform(gen, n, *cfg.scale), torch.ones(n)
-    )
+    scale = torch.where(_chance(gen, n, cfg.p_scale), _uniform(gen, n, *cfg.scale), torch.ones(n))
     mats = mats * scale[:, None, None]
     mirror = torch.where(_chance(gen, n * nd, cfg.p_mirror), -1.0, 1.0).reshape(n, nd)
     mats = mats * mirror[:, None, :]

@@ -32,7 +32,9 @@ def foreground_probability(logits: torch.Tensor, output: str) -> torch.Tensor:
     return torch.softmax(logits, dim=1)[:, 1:2]
 
 
-def soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = SMOOTH) -> torch.Tensor:
+def soft_dice_loss(
+    prob: torch.Tensor, target: torch.Tensor, smooth: float = SMOOTH
+) -> torch.Tensor:
     """Batch soft Dice loss of a probability map against a 0/1 target (same shape)."""
     tp = (prob * target).sum()
     fp = (prob * (1 - target)).sum()

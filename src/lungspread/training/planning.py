@@ -135,7 +135,9 @@ def plan_training(
         divisor = divisor_of(probe, 2)
         if config.patch_size is not None:
             if len(config.patch_size) != 2:
-                raise InputError(f"2D model {model!r} needs a 2-number patch, got {config.patch_size}")
+                raise InputError(
+                    f"2D model {model!r} needs a 2-number patch, got {config.patch_size}"
+                )
             patch = [int(p) for p in config.patch_size]
         else:
             patch = [int(min(m, MAX_PATCH_2D)) for m in median[:2]]
@@ -144,7 +146,9 @@ def plan_training(
     else:
         if config.patch_size is not None:
             if len(config.patch_size) != 3:
-                raise InputError(f"3D model {model!r} needs a 3-number patch, got {config.patch_size}")
+                raise InputError(
+                    f"3D model {model!r} needs a 3-number patch, got {config.patch_size}"
+                )
             patch = [int(p) for p in config.patch_size]
         else:
             budget = PATCH_VOXELS.get(device_type, PATCH_VOXELS["cpu"])

@@ -60,7 +60,9 @@ def crop_padded(
     return out
 
 
-def _random_center(rng: np.random.Generator, shape: Sequence[int], size: Sequence[int]) -> list[int]:
+def _random_center(
+    rng: np.random.Generator, shape: Sequence[int], size: Sequence[int]
+) -> list[int]:
     """A centre such that the box stays inside the image where the image is large enough."""
     out = []
     for n, s in zip(shape, size, strict=True):
@@ -100,7 +102,7 @@ class PatchSampler:
         self.size = [int(s) for s in size]
         self.dims = len(self.size)
         self.batch_size = int(batch_size)
-        self.n_forced = int(round(self.batch_size * float(oversample_fg)))
+        self.n_forced = round(self.batch_size * float(oversample_fg))
         self.with_fg = [i for i, c in enumerate(cases) if len(c.fg_voxels)]
 
     def sample_one(

@@ -345,7 +345,9 @@ def train_fold(
             if ctx.is_main:
                 due = (epoch + 1) % max(1, config.val_every) == 0 or epoch + 1 == epochs
                 if val_cases and due:
-                    row.update({k: round(v, 6) for k, v in validate(net, val_cases, plan, device).items()})
+                    row.update(
+                        {k: round(v, 6) for k, v in validate(net, val_cases, plan, device).items()}
+                    )
                 metric = row["val_dice"]
                 improved = False
                 if not val_cases:  # no validation ('full' fold): keep the latest
@@ -530,7 +532,9 @@ def train(
             callbacks.on_message(f"preprocessing {len(dataset.cases)} cases into {cache}")
             preprocess_dataset(dataset, dplan, cache, crop=tplan["crop"], denoise=config.denoise)
         ddp.barrier(ctx)
-        paths = preprocess_dataset(dataset, dplan, cache, crop=tplan["crop"], denoise=config.denoise)
+        paths = preprocess_dataset(
+            dataset, dplan, cache, crop=tplan["crop"], denoise=config.denoise
+        )
         names = ["full"] if config.fold == "full" else _fold_names(config)
         needed: set[str] = set()
         for name in names:
@@ -543,9 +547,7 @@ def train(
             tplan["iters_per_epoch"] = int(config.iters_per_epoch)
         else:
             first = splits[0] if names[0] == "full" else splits[int(names[0])]
-            n = sum(
-                cases[c].image.shape[2] if tplan["dims"] == 2 else 1 for c in first["train"]
-            )
+            n = sum(cases[c].image.shape[2] if tplan["dims"] == 2 else 1 for c in first["train"])
             tplan["iters_per_epoch"] = max(1, math.ceil(n / tplan["batch_size"]))
         results = []
         for name in names:

@@ -106,9 +106,14 @@ def tune(
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if isinstance(r[k], float) and not math.isfinite(r[k]) else r[k]) for k in cols})
+        w.writerow(
+            {k: ("" if isinstance(r[k], float) and not math.isfinite(r[k]) else r[k]) for k in cols}
+        )
     atomic_write_bytes(out / "results.csv", buf.getvalue().encode("utf-8"))
-    md = ["| rank | " + " | ".join(cols) + " |", "| ---: | " + " | ".join("---" for _ in cols) + " |"]
+    md = [
+        "| rank | " + " | ".join(cols) + " |",
+        "| ---: | " + " | ".join("---" for _ in cols) + " |",
+    ]
     for i, r in enumerate(rows, start=1):
         cells = []
         for k in cols:
