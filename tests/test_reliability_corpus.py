@@ -24,11 +24,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -85,10 +85,12 @@ def _nii(path: Path, arr: np.ndarray, affine: np.ndarray = AFF) -> Path:
     return path
 
 
-def _edit_label(root: Path, case: str, fn: Callable[[np.ndarray, np.ndarray], tuple]) -> Path:
+def _edit_label(
+    root: Path, case: str, fn: Callable[[np.ndarray, np.ndarray], tuple[Any, Any]]
+) -> Path:
     """Rewrite labelsTr/<case>.nii.gz through ``fn(array, affine) -> (array, affine)``."""
     path = root / "labelsTr" / f"{case}.nii.gz"
-    img = nib.load(str(path))
+    img: Any = nib.load(str(path))
     arr, aff = fn(np.asarray(img.dataobj).copy(), img.affine.copy())
     nib.save(nib.Nifti1Image(arr, aff), str(path))
     return path
@@ -112,7 +114,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ct, tumor = phantom_ct(0)
     p: dict[str, Path] = {"root": w}
     p["ct"] = write_volume(ct, w / "ct.nii.gz")
-    p["mask"] = write_volume(tumor.with_array((tumor.array > 0).astype(np.uint8)), w / "mask.nii.gz")
+    p["mask"] = write_volume(
+        tumor.with_array((tumor.array > 0).astype(np.uint8)), w / "mask.nii.gz"
+    )
     p["model"] = write_tiny_model(w / "model", bias=-1.0)
     p["missing"] = w / "no-such-ct.nii.gz"
     p["nodicom"] = w / "just-notes"
@@ -146,7 +150,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         shutil.move(str(f), str(two / f"scout_{f.name}"))
     p["two_series"] = two
     # MSD datasets: good, and one per kind of damage
-    toy = dict(n_cases=4, shape=(24, 24, 8))
+    toy: dict[str, Any] = {"n_cases": 4, "shape": (24, 24, 8)}
     p["toy"] = write_toy_dataset(w / "toy", **toy)
     p["ds_badjson"] = write_toy_dataset(w / "ds_badjson", **toy)
     (p["ds_badjson"] / "dataset.json").write_text('{"name": "Toy", "training": [', "utf-8")
@@ -161,7 +165,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     p["labelgrid_file"] = _edit_label(p["ds_labelgrid"], "toy_000", lambda a, f: (a[:20], f))
     p["ds_nanimage"] = write_toy_dataset(w / "ds_nanimage", **toy)
     img_path = p["ds_nanimage"] / "imagesTr" / "toy_000.nii.gz"
-    img = nib.load(str(img_path))
+    img: Any = nib.load(str(img_path))
     arr = np.asarray(img.dataobj).astype(np.float32)
     arr[5, 5, 3] = np.nan
     p["nanimage_file"] = _nii(img_path, arr, img.affine)
@@ -220,9 +224,7 @@ def _leftovers(*roots: Path) -> list[str]:
         if not root.exists():
             continue
         for q in root.rglob("*"):
-            if ".partial-" in q.name or q.name.endswith(".tmp"):
-                bad.append(str(q))
-            elif q.name.startswith(".") and q.is_file():
+            if ".partial-" in q.name or q.name.endswith(".tmp") or q.name.startswith("."):
                 bad.append(str(q))
     return bad
 
@@ -245,7 +247,7 @@ def check_error(
     return line
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+def run_cli(argv: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
@@ -291,8 +293,8 @@ def _rows() -> list[Row]:
                         words, (key,)))  # fmt: skip
         if case == "folder_without_dicom":  # a folder that is no DICOM series is a batch
             words = ("found no CTs here",)
-        rows.append(Row(f"analyze-{case}", "analyze",
-                        ("analyze", f"{{{key}}}", "--out", "{out}", *ANALYZE), words, (key,)))  # fmt: skip
+        argv = ("analyze", f"{{{key}}}", "--out", "{out}", *ANALYZE)
+        rows.append(Row(f"analyze-{case}", "analyze", argv, words, (key,)))
     rows += [
         # spread: the mask and the images given with it
         Row("spread-mask-missing", "spread", ("spread", "{missing}", "--out", "{out}"),
@@ -309,15 +311,18 @@ def _rows() -> list[Row]:
         Row("spread-lungs-vs-mask-grid", "spread",
             ("spread", "{mask}", "--lungs", "{other_grid}", "--out", "{out}"),
             ("lung mask",), ()),
-        Row("spread-ct-missing", "spread", ("spread", "{mask}", "--ct", "{missing}", "--out", "{out}"),
+        Row("spread-ct-missing", "spread",
+            ("spread", "{mask}", "--ct", "{missing}", "--out", "{out}"),
             ("no such file",), ("missing",)),
         Row("spread-ct-nan", "spread", ("spread", "{mask}", "--ct", "{nan}", "--out", "{out}"),
             ("NaN",), ("nan",)),
         # export: mask, CT and lungs
         Row("export-mask-missing", "export",
-            ("export", "{missing}", "--ct", "{ct}", "--out", "{out}"), ("no such file",), ("missing",)),
+            ("export", "{missing}", "--ct", "{ct}", "--out", "{out}"),
+            ("no such file",), ("missing",)),
         Row("export-ct-missing", "export",
-            ("export", "{mask}", "--ct", "{missing}", "--out", "{out}"), ("no such file",), ("missing",)),
+            ("export", "{mask}", "--ct", "{missing}", "--out", "{out}"),
+            ("no such file",), ("missing",)),
         Row("export-ct-folder-without-dicom", "export",
             ("export", "{mask}", "--ct", "{nodicom}", "--out", "{out}"),
             ("found no DICOM files",), ("nodicom",)),
@@ -388,8 +393,8 @@ def _rows() -> list[Row]:
     for case, (ds, words, name) in datasets.items():
         rows.append(Row(f"train-{case}", "train", ("train", f"{{{ds}}}", "--out", "{out}", *TRAIN),
                         words, (name,), leaves_empty_folder=True))  # fmt: skip
-        rows.append(Row(f"evaluate-{case}", "evaluate",
-                        ("evaluate", "{model}", f"{{{ds}}}", "--out", "{out}", *EVAL), words, (name,)))  # fmt: skip
+        argv = ("evaluate", "{model}", f"{{{ds}}}", "--out", "{out}", *EVAL)
+        rows.append(Row(f"evaluate-{case}", "evaluate", argv, words, (name,)))
     rows += [
         Row("evaluate-model-folder-without-model", "evaluate",
             ("evaluate", "{empty_dir}", "{toy}", "--out", "{out}", *EVAL), ("model.json",),
@@ -440,7 +445,7 @@ def test_a_folder_with_two_series_picks_the_ct_not_fails(
     code, _, err = run_cli(_fill((command, "{two_series}", "--out", "{out}", *extra), world, out),
                            capsys)  # fmt: skip
     assert code == 0, err
-    seg = nib.load(str(out / "lungs.nii.gz"))
+    seg: Any = nib.load(str(out / "lungs.nii.gz"))
     assert seg.shape == (96, 96, 64)  # the 64-slice chest series, not the 3-slice scout
     assert (out / "run.json").is_file()
 
@@ -468,7 +473,9 @@ def test_spread_of_a_mask_with_other_values_says_so(
     the report says so (documented in docs/spread.md)."""
     need("spread")
     ct, tumor = phantom_ct(0)
-    mask = write_volume(tumor.with_array((tumor.array > 0).astype(np.uint8) * 3), tmp_path / "m.nii.gz")
+    mask = write_volume(
+        tumor.with_array((tumor.array > 0).astype(np.uint8) * 3), tmp_path / "m.nii.gz"
+    )
     code, _, err = run_cli(["spread", mask, "--out", tmp_path / "out"], capsys)
     assert code == 0, err
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -516,20 +523,34 @@ def test_batch_goes_on_and_lists_every_failed_case_with_its_reason(
     folder = tmp_path / "cts"
     folder.mkdir()
     shutil.copy(world["ct"], folder / "a_good.nii.gz")
-    bad = {"b_2d": "img2d", "c_4d": "img4d", "d_nan": "nan", "e_constant": "const", "f_unit": "unit"}
+    bad = {
+        "b_2d": "img2d",
+        "c_4d": "img4d",
+        "d_nan": "nan",
+        "e_constant": "const",
+        "f_unit": "unit",
+    }
     for case, key in bad.items():
         shutil.copy(world[key], folder / f"{case}.nii.gz")
     (folder / "g_empty.nii.gz").write_bytes(b"")
     out = tmp_path / "out"
-    code, text, err = run_cli(["analyze", folder, "--out", out, *_fill(ANALYZE, world, out)], capsys)
+    code, text, err = run_cli(
+        ["analyze", folder, "--out", out, *_fill(ANALYZE, world, out)], capsys
+    )
     assert code == 1, err
     assert "Traceback" not in err + text
     summary = json.loads((out / "batch.json").read_text())
     assert summary["done"] == ["a_good"]
     failed = {f["case"]: f["reason"] for f in summary["failed"]}
     assert sorted(failed) == [*sorted(bad), "g_empty"]
-    words = {"b_2d": "a dimension of 1", "c_4d": "found 4D", "d_nan": "not finite",
-             "e_constant": "same value", "f_unit": "expected CT in HU", "g_empty": "empty"}  # fmt: skip
+    words = {
+        "b_2d": "a dimension of 1",
+        "c_4d": "found 4D",
+        "d_nan": "not finite",
+        "e_constant": "same value",
+        "f_unit": "expected CT in HU",
+        "g_empty": "empty",
+    }
     for case, reason in failed.items():
         assert words[case] in reason and f"{case}.nii.gz" in reason, reason
         assert case in text  # the printed summary lists it too
@@ -630,9 +651,7 @@ UNWRITABLE = ["parent-is-a-file", "under-proc", "read-only-parent"]
 
 def _writer_params() -> list[object]:
     """Every writer; demo runs a whole analysis before it writes, so it is marked slow."""
-    return [
-        pytest.param(n, marks=pytest.mark.slow) if n == "demo" else n for n in sorted(WRITERS)
-    ]
+    return [pytest.param(n, marks=pytest.mark.slow) if n == "demo" else n for n in sorted(WRITERS)]
 
 
 @pytest.mark.parametrize("how", UNWRITABLE)

@@ -43,13 +43,11 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _wait_for(
-    proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout_s: float
-) -> None:
+def _wait_for(proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not ready():
         if proc.poll() is not None:
-            out, err = proc.communicate()
+            _, err = proc.communicate()
             pytest.fail(f"process ended early ({proc.returncode}): {err.decode()[-2000:]}")
         if time.monotonic() > deadline:
             proc.kill()
@@ -84,7 +82,17 @@ def test_batch_killed_midway_restarts_with_the_remaining_cases_only(
     for name in names[1:]:
         shutil.copy(folder / f"{names[0]}.nii.gz", folder / f"{name}.nii.gz")
     out = tmp_path / "out"
-    args = ("analyze", folder, "--out", out, "--model", tiny_model, "--device", "cpu", "--no-export")
+    args = (
+        "analyze",
+        folder,
+        "--out",
+        out,
+        "--model",
+        tiny_model,
+        "--device",
+        "cpu",
+        "--no-export",
+    )
     proc = subprocess.Popen(
         _cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env()
     )
@@ -121,6 +129,25 @@ TRAIN = (
 )  # fmt: skip
 
 
+#: Runs ``lungspread train`` (the real CLI) with callbacks that, at step 4 of epoch 2, write a
+#: marker file and block: the test then SIGKILLs the process, mid-epoch for certain.
+_BLOCK_MID_EPOCH = """
+import contextlib, sys, time
+from pathlib import Path
+import lungspread.cli.cmd_train as cmd
+from lungspread.training.trainer import TrainCallbacks
+marker = Path(sys.argv[1])
+class Block(TrainCallbacks):
+    def on_iteration(self, epoch, iteration, loss):
+        if (epoch, iteration) == (1, 3):
+            marker.write_text("in epoch 2")
+            time.sleep(600)
+cmd._progress_callbacks = lambda quiet: (contextlib.nullcontext(), Block())
+from lungspread.cli.app import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def _epoch_of(fold: Path) -> int:
     try:
         return int(json.loads((fold / "checkpoint.json").read_text())["epoch"])
@@ -151,19 +178,18 @@ def test_training_killed_mid_epoch_resumes_losing_at_most_that_epoch(tmp_path: P
 
     run = tmp_path / "run"
     fold = run / "fold_0"
+    marker = tmp_path / "mid-epoch-2"
     proc = subprocess.Popen(
-        _cli("train", toy, "--out", run, "--epochs", epochs, "-q", *TRAIN),
+        [sys.executable, "-c", _BLOCK_MID_EPOCH, str(marker),
+         "train", str(toy), "--out", str(run), "--epochs", str(epochs), "-q", *TRAIN],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=_env(),
-    )
-    _wait_for(proc, lambda: _epoch_of(fold) >= 1, timeout_s=300)
-    # into the middle of epoch 2: wait for about 40% of the time epoch 1 took
-    first = float(_log_rows(fold)[0]["seconds"])
-    time.sleep(0.4 * first)
-    _kill(proc)
+    )  # fmt: skip
+    _wait_for(proc, marker.is_file, timeout_s=300)
+    _kill(proc)  # 4 of the 8 steps of epoch 2 done, nothing of them saved
     kept = _epoch_of(fold)
-    assert 1 <= kept < epochs, kept  # killed mid-run, after at least one epoch
+    assert kept == 1 and len(_log_rows(fold)) == 1
     assert not (run / "run.json").exists()  # the run is not marked finished
 
     resumed = subprocess.run(

@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         options = LungOptions()
         record = RunRecord(
             "lungs",
-            inputs={"ct": str(ct)},
+            inputs={"ct": ct.name},  # the name only: folder names often carry patient names
             options={"overwrite": overwrite, "force_ct": force_ct, **asdict(options)},
         )
         with output_dir(out, overwrite=overwrite) as stage:
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
             result = analyze_lungs(volume, options)
             record.stage("segment")
             write_volume(result.labels, stage / "lungs.nii.gz")
-            write_json(stage / "lungs.json", {"ct": str(ct), **result.to_dict()})
+            write_json(stage / "lungs.json", {"ct": ct.name, **result.to_dict()})
             record.stage("write")
             record.write(stage, ct_check=check, outputs=["lungs.nii.gz", "lungs.json"])
 

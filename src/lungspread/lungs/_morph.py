@@ -85,8 +85,9 @@ def fill_holes_per_slice(
 
     Holes of at most ``small_px`` pixels are filled. Larger ones only when smaller than
     ``max_fraction`` of the slice's mask area and, stacked over slices, closed by the mask
-    below (:func:`capped`; ``down`` and ``look_slices`` as there). Near the lung base a ring of lung can enclose the top of the
-    diaphragm's dome in a few slices: that hole continues into the abdomen and stays open.
+    below (:func:`capped`; ``down`` and ``look_slices`` as there). Near the lung base a
+    ring of lung can enclose the top of the diaphragm's dome in a few slices: that hole
+    continues into the abdomen and stays open.
     """
     holes = ndi.binary_fill_holes(mask, structure=inplane_structure(1)) & ~mask
     if not holes.any():

@@ -148,7 +148,7 @@ def segment_coarse(
     times["select_split"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    labels, solid = fill_lungs(lungs_air, body, airway, grid, opts)
+    labels, solid = fill_lungs(lungs_air, body, airway, hu, grid, opts)
     times["fill"] = time.perf_counter() - t
     return CoarseResult(grid, hu, body, airway, lungs_air, labels, solid, times)
 
@@ -189,6 +189,7 @@ def fill_lungs(
     lungs_air: np.ndarray,
     body: np.ndarray,
     airway: np.ndarray,
+    hu: np.ndarray,
     grid: WorkGrid,
     opts: LungOptions,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -226,7 +227,7 @@ def fill_lungs(
     # hollow would be half filled and no longer look like one
     hull_added = out.copy()
     if opts.hull_fill and len(present) == 2:
-        _fill_hull_hollows(hull_added, allowed_base, body, sp, down, look)
+        _fill_hull_hollows(hull_added, allowed_base, body, hu, sp, down, look)
     for lbl in present:
         m = filled[lbl]
         others = [filled[o] for o in present if o != lbl]
@@ -290,6 +291,8 @@ _CROSS = ndi.generate_binary_structure(3, 1)
 #: Holes in a slice up to this area are always filled (vessels); larger ones (a tumor, the
 #: top of the diaphragm's dome) only when lung closes them above and below.
 SMALL_HOLE_MM2 = 300.0
+#: Coarse voxels above this are bone (or calcium); hollows holding them are no tumor.
+BONE_HU = 180.0
 #: How far beyond a stack of hollows or holes lung must close it (a tumor's far side).
 CAP_LOOK_MM = 40.0
 #: Only added pieces of at least this volume (a small tumor) grow by the margin.
@@ -315,6 +318,7 @@ def _fill_hull_hollows(
     labels: np.ndarray,
     allowed: np.ndarray,
     body: np.ndarray,
+    hu: np.ndarray,
     spacing: tuple[float, float, float],
     down: int,
     look_slices: int,
@@ -326,9 +330,9 @@ def _fill_hull_hollows(
     nearer the body's surface than the other lung; it faces the mediastinum (heart, hilum,
     aorta, spine) when they are nearer the other lung. Only hollows whose open side mostly
     faces the chest wall are filled: a tumor on the costal pleura comes in, the heart does
-    not. One-pixel slivers along a digital pleura, and stacks of hollows that lung does not
-    close below (the diaphragm's dome or the heart seen through a crescent of lung) are left
-    open too.
+    not. One-pixel slivers along a digital pleura, hollows with bone in them (a rib's or the
+    sternum's impression), and stacks of hollows that lung does not close below (the
+    diaphragm's dome or the heart seen through a crescent of lung) are left open too.
     """
     both_present = (labels == RIGHT).any(axis=(0, 1)) & (labels == LEFT).any(axis=(0, 1))
     ks = np.nonzero(both_present)[0]
@@ -364,7 +368,6 @@ def _fill_hull_hollows(
         if not hollow.any():
             continue
         hlab, n = ndi.label(hollow, structure=touch)
-        flat = hlab.ravel()
         # the pixels just beyond each hollow's open side (outside the lung's own hull): more
         # of them nearer the body's surface (chest wall) than the other lung (mediastinum)
         beyond = ndi.maximum_filter(hlab, footprint=touch)
@@ -380,6 +383,10 @@ def _fill_hull_hollows(
         to_wall = np.bincount(ids[wall], minlength=n + 1)
         to_mediastinum = np.bincount(ids[~wall], minlength=n + 1)
         keep = to_wall > to_mediastinum
+        # a hollow with bone in it is a rib's or the sternum's impression, not a tumor
+        sizes = np.bincount(hlab.ravel(), minlength=n + 1)
+        bony = np.bincount(hlab[hu[box] > BONE_HU], minlength=n + 1)
+        keep &= bony < 0.1 * sizes
         # more than a one-pixel sliver: some pixel has its whole 3x3 neighbourhood inside
         deep = ndi.binary_erosion(hollow, structure=touch)
         thick = np.zeros(n + 1, dtype=bool)

@@ -91,7 +91,7 @@ class Anatomy:
 
     @property
     def half_depth(self) -> float:
-        return 112.0 * self.sap
+        return 116.0 * self.sap
 
     def body_scale(self, z: np.ndarray) -> np.ndarray:
         """Cross-section scale along z (slightly smaller AP in the upper chest)."""
