@@ -38,10 +38,10 @@ def lung_labels(ct: Any) -> tuple[np.ndarray, str]:
     """Lung labels (1 right, 2 left) by lungspread.lungs if present, else thresholds."""
     try:
         from lungspread.lungs import segment_lungs
-    except ImportError:  # pragma: no cover - the lungs module is optional here
-        segment_lungs = None
-    if segment_lungs is not None:
+
         return np.asarray(segment_lungs(ct).array), "lungspread.lungs.segment_lungs"
+    except ImportError:  # pragma: no cover - the lungs module is optional here
+        pass
     from lungspread.phantom.compare import threshold_masks
 
     _, lungs, _ = threshold_masks(ct, step=1)

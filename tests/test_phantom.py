@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -280,9 +281,9 @@ def test_msd_dataset_is_complete_and_consistent(tmp_path: Path) -> None:
     assert data["training"][0]["label"] == "./labelsTr/phantom_000.nii.gz"
     assert (out / "run.json").is_file()
     for n, entry in enumerate(data["training"]):
-        img = nib.load(str(out / entry["image"]))
-        lab = nib.load(str(out / entry["label"]))
-        lungs = nib.load(str(out / "lungsTr" / f"phantom_{n:03d}.nii.gz"))
+        img: Any = nib.load(str(out / entry["image"]))
+        lab: Any = nib.load(str(out / entry["label"]))
+        lungs: Any = nib.load(str(out / "lungsTr" / f"phantom_{n:03d}.nii.gz"))
         assert img.get_data_dtype() == np.int16
         assert np.allclose(img.affine, lab.affine) and np.allclose(img.affine, lungs.affine)
         y = np.asarray(lab.dataobj)

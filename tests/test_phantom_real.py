@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -55,8 +56,8 @@ def test_phantoms_match_the_real_scans(shared_data: Path) -> None:
 
 
 def _crop(data: Path, name: str) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    img = nib.load(str(data / "lidc-nodule-vois" / "image" / f"{name}.nii.gz"))
-    msk = nib.load(str(data / "lidc-nodule-vois" / "mask" / f"{name}.nii.gz"))
+    img: Any = nib.load(str(data / "lidc-nodule-vois" / "image" / f"{name}.nii.gz"))
+    msk: Any = nib.load(str(data / "lidc-nodule-vois" / "mask" / f"{name}.nii.gz"))
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
     return np.asarray(img.dataobj), np.asarray(msk.dataobj), zooms
 

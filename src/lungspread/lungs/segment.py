@@ -40,6 +40,17 @@ from lungspread.volume import Volume
 
 log = logging.getLogger(__name__)
 
+_CROSS = ndi.generate_binary_structure(3, 1)
+#: Holes in a slice up to this area are always filled (vessels); larger ones (a tumor, the
+#: top of the diaphragm's dome) only when lung closes them below.
+SMALL_HOLE_MM2 = 300.0
+#: Coarse voxels above this are bone (or calcium); hollows holding them are no tumor.
+BONE_HU = 180.0
+#: How far below a stack of hollows or holes lung must close it (a tumor's lower side).
+CAP_LOOK_MM = 40.0
+#: Only added pieces of at least this volume (a small tumor) grow by the margin.
+MARGIN_MIN_ML = 0.02
+
 
 @dataclass(frozen=True)
 class LungOptions:
@@ -54,7 +65,8 @@ class LungOptions:
     hull_fill: bool = True
     """Also fill the chest-wall-side hollows of each lung's per-slice convex hull."""
     margin_voxels: int = 2
-    """Coarse voxels by which tissue added by the ball and hull steps grows outwards."""
+    """Coarse voxels (about 2 mm each) by which tissue added by the ball and hull steps
+    grows outwards into the tissue around it."""
     refine_edges: bool = True
     """Decide edge voxels at full resolution by HU (else plain nearest upsampling)."""
     outer_edge: bool = True
@@ -196,82 +208,74 @@ def fill_lungs(
     """Fill vessels and holes, then bring pleura-attached tissue into each lung (step 4).
 
     Returns the labels and the ``solid`` mask: lung voxels that are tissue the pipeline chose
-    to include (filled holes and vessels, and added pieces at least three voxels thick), which
-    the full-resolution step keeps whole instead of re-deciding them by HU.
+    to include (filled holes and vessels, added tumors and their margin), which the
+    full-resolution step keeps whole instead of re-deciding them by HU.
     """
     sp = grid.coarse_spacing_mm
-    rv = [int(np.ceil(opts.ball_radius_mm / s)) + 1 for s in sp]
-    r_vox = (rv[0], rv[1], rv[2])
     # keep well away from the airway lumen and wall (about 4 mm)
     airway_zone = ndi.binary_dilation(airway, structure=inplane_structure(2), iterations=2)
+    allowed = body & ~airway_zone
     present = [lbl for lbl in (RIGHT, LEFT) if (lungs_air == lbl).any()]
     small_px = SMALL_HOLE_MM2 / (sp[0] * sp[1])
-    look = max(1, int(np.ceil(CAP_LOOK_MM / sp[2])))
     down = -grid.superior_sign
+    look = max(1, int(np.ceil(CAP_LOOK_MM / sp[2])))
 
+    # vessels and other holes, each lung on its own
     filled: dict[int, np.ndarray] = {}
     for lbl in present:
         m = lungs_air == lbl
         box = _bbox(m, (1, 1, 1))
-        crop = fill_holes_per_slice(m[box], small_px=small_px, down=down, look_slices=look)
-        crop = ndi.binary_fill_holes(crop)
         full = np.zeros_like(m)
-        full[box] = crop
+        full[box] = ndi.binary_fill_holes(
+            fill_holes_per_slice(m[box], small_px=small_px, down=down, look_slices=look)
+        )
         filled[lbl] = full
-
-    allowed_base = body & ~airway_zone
+    filled_any = np.zeros_like(lungs_air, dtype=bool)
     out = np.zeros(lungs_air.shape, dtype=np.uint8)
     for lbl in present:
         out[filled[lbl] & (out == 0)] = lbl
+        filled_any |= filled[lbl]
+
     # the hull step looks at the lungs as they are before the ball: after it, a tumor's
     # hollow would be half filled and no longer look like one
     hull_added = out.copy()
     if opts.hull_fill and len(present) == 2:
-        _fill_hull_hollows(hull_added, allowed_base, body, hu, sp, down, look)
-    for lbl in present:
-        m = filled[lbl]
-        others = [filled[o] for o in present if o != lbl]
-        allowed = allowed_base.copy()
-        for o in others:
-            allowed &= ~o
-        box = _bbox(m, r_vox)
-        grown = m[box].copy()
-        if opts.ball_radius_mm > 0:
-            grown |= _closing_ball(m[box], opts.ball_radius_mm, sp) & allowed[box]
-        region = np.zeros_like(m)
-        region[box] = grown
-        out[region & (out == 0)] = lbl
+        _fill_hull_hollows(hull_added, allowed, body, hu, sp, down, look)
+    if opts.ball_radius_mm > 0:
+        rv = [int(np.ceil(opts.ball_radius_mm / s)) + 1 for s in sp]
+        for lbl in present:
+            m = filled[lbl]
+            box = _bbox(m, (rv[0], rv[1], rv[2]))
+            closed = np.zeros_like(m)
+            closed[box] = _closing_ball(m[box], opts.ball_radius_mm, sp)
+            out[closed & allowed & ~filled_any & (out == 0)] = lbl
     take = (out == 0) & (hull_added > 0)
     out[take] = hull_added[take]
-    filled_any = np.zeros_like(lungs_air, dtype=bool)
-    for m in filled.values():
-        filled_any |= m
-    added_all = (out > 0) & ~filled_any
+
+    added = (out > 0) & ~filled_any
     # Kept whole at full resolution: added pieces that reach below the lung's surface (a
     # tumor, however small). Pieces that lie wholly on the surface are slivers of a digital
     # pleura (partial-volume voxels that are mostly tissue) and stay with the HU decision.
-    keep_whole = _reaching_inside(added_all, out > 0)
-    # Grows by the margin: the thick part of what was added, with its rim (no slivers).
-    seeds = _thick_components(added_all, MARGIN_MIN_ML / grid.coarse_voxel_ml)
-    ring_all = np.zeros_like(seeds)
-    if opts.margin_voxels > 0:
-        # The ball's and the hull's surface is a chord or an inward arc across the tumor,
-        # while the pleura it replaces bulges outwards: tumor tissue beyond it would be lost.
-        # Grow what these steps added by a voxel (about 2 mm) into the tissue around it.
-        for _ in range(opts.margin_voxels):
-            grown_lab = ndi.maximum_filter(np.where(seeds, out, 0), footprint=_CROSS)
-            ring = (grown_lab > 0) & (out == 0) & allowed_base
-            out[ring] = grown_lab[ring]
-            seeds |= ring
-            ring_all |= ring
+    solid = _reaching_inside(added, out > 0) | (filled_any & (lungs_air == 0))
+    # The ball's and the hull's surface is a chord or an inward arc across the tumor, while
+    # the pleura it replaces bulges outwards: tumor tissue beyond it would be lost. So the
+    # thick part of what was added grows by ``margin_voxels`` into the tissue around it.
+    seeds = _thick_components(added, MARGIN_MIN_ML / grid.coarse_voxel_ml)
+    solid |= seeds
+    for _ in range(opts.margin_voxels):
+        grown = ndi.maximum_filter(np.where(seeds, out, 0), footprint=_CROSS)
+        ring = (grown > 0) & (out == 0) & allowed
+        out[ring] = grown[ring]
+        seeds |= ring
+        solid |= ring
+
     for lbl in present:
         m = out == lbl
         box = _bbox(m, (1, 1, 1))
         crop = fill_holes_per_slice(m[box], small_px=small_px, down=down, look_slices=look)
         sub = out[box]
         sub[crop & (sub == 0)] = lbl
-    solid = (out > 0) & ((filled_any & (lungs_air == 0)) | keep_whole | seeds | ring_all)
-    return out, solid
+    return out, solid & (out > 0)
 
 
 def _reaching_inside(added: np.ndarray, lungs: np.ndarray) -> np.ndarray:
@@ -285,18 +289,6 @@ def _reaching_inside(added: np.ndarray, lungs: np.ndarray) -> np.ndarray:
     keep[0] = False
     out: np.ndarray = keep[lab]
     return out
-
-
-_CROSS = ndi.generate_binary_structure(3, 1)
-#: Holes in a slice up to this area are always filled (vessels); larger ones (a tumor, the
-#: top of the diaphragm's dome) only when lung closes them above and below.
-SMALL_HOLE_MM2 = 300.0
-#: Coarse voxels above this are bone (or calcium); hollows holding them are no tumor.
-BONE_HU = 180.0
-#: How far beyond a stack of hollows or holes lung must close it (a tumor's far side).
-CAP_LOOK_MM = 40.0
-#: Only added pieces of at least this volume (a small tumor) grow by the margin.
-MARGIN_MIN_ML = 0.02
 
 
 def _thick_components(mask: np.ndarray, min_voxels: float) -> np.ndarray:

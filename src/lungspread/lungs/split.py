@@ -30,7 +30,7 @@ SECOND_LUNG_MIN_FRACTION = 0.08
 BILATERAL_MIN_FRACTION = 0.15
 #: Centroids of two separate lungs lie at least this far apart left to right (mm).
 MIN_LUNG_GAP_MM = 40.0
-#: Erosion steps tried (coarse voxels) before falling back to a midline cut.
+#: Erosion depths tried (in coarse voxels) before falling back to a midline cut.
 MAX_EROSIONS = 8
 
 
@@ -127,8 +127,9 @@ def split_merged(
 ) -> list[np.ndarray]:
     """Split one air component holding both lungs into two masks.
 
-    The component with its vessels filled is eroded (6-connected) until it falls apart into a
-    core right of the body's midline and a core left of it, each at least 5% of the volume;
+    The component with its vessels filled is eroded (keeping what lies deeper than 1, 2, ...
+    coarse voxels from its edge) until it falls apart into a core right of the body's midline
+    and a core left of it, each at least 5% of the volume;
     a watershed from those two cores on (minus the distance to the edge, plus a little HU)
     then gives every voxel to one of them, so the border runs through the narrowest part,
     along the brighter junction line where one is visible. Falls back to a cut at the midline.
@@ -140,11 +141,11 @@ def split_merged(
     solid = fill_holes_per_slice(m)
     right_side = (_world_x_grid(grid, mask.shape)[box] > mid_x).ravel()
     total = int(solid.sum())
-    eroded = solid
-    struct = ndi.generate_binary_structure(3, 1)
+    # eroding by d mm is keeping the voxels deeper than d: one distance transform for all
+    depth = ndi.distance_transform_edt(solid, sampling=grid.coarse_spacing_mm)
+    unit = min(grid.coarse_spacing_mm)
     for step in range(1, MAX_EROSIONS + 1):
-        eroded = ndi.binary_erosion(eroded, structure=struct)
-        lab, n = ndi.label(eroded)
+        lab, n = ndi.label(depth > step * unit)
         if n < 2:
             continue
         flat = lab.ravel()
@@ -159,11 +160,10 @@ def split_merged(
         markers = np.zeros(m.shape, dtype=np.int32)
         markers[lab == r_ids[np.argmax(sizes[r_ids])]] = 1
         markers[lab == l_ids[np.argmax(sizes[l_ids])]] = 2
-        depth = ndi.distance_transform_edt(solid, sampling=grid.coarse_spacing_mm)
         # 50 HU of a junction line weigh as much as 1 mm of depth
         relief = (hu[box] / 50.0 - depth).astype(np.float32)
         ws = watershed(relief, markers=markers, mask=solid)
-        log.info("lungs separated after %d erosion(s)", step)
+        log.info("lungs separated %.0f mm deep", step * unit)
         parts = []
         for v in (1, 2):
             full = np.zeros(mask.shape, dtype=bool)

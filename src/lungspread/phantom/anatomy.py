@@ -424,11 +424,11 @@ def make_plane(an: Anatomy, grid: Grid) -> Plane:
         ux = (xx - xd * an.sw) / lx
         uy = (yy - yd * an.sap) / ly
         q = ux**2 + uy**2
-        raw = 26.0 * an.sz * q + 44.0 * an.sz * q**2
+        raw = 45.0 * an.sz * q + 40.0 * an.sz * q**2
         cap = 95.0 * an.sz  # the recesses end some 9 cm below the dome
         th = np.tanh(raw / cap)
         zz = zd - cap * th
-        dq = (1 - th**2) * (26.0 * an.sz + 88.0 * an.sz * q)  # d(drop)/dq
+        dq = (1 - th**2) * (45.0 * an.sz + 80.0 * an.sz * q)  # d(drop)/dq
         sel = zz > zdia
         zdia = np.where(sel, zz, zdia)
         gx = np.where(sel, -dq * 2 * ux / lx, gx)
@@ -570,7 +570,7 @@ class Labels:
     airways: np.ndarray  # uint8 lumen of trachea, bronchi
 
 
-def render_anatomy(an: Anatomy, grid: Grid, chunk_voxels: int = 300_000) -> Labels:
+def render_anatomy(an: Anatomy, grid: Grid, chunk_voxels: int = 700_000) -> Labels:
     """Paint the patient onto ``grid`` (slab by slab to keep memory small)."""
     nk = grid.shape[0]
     out = Labels(

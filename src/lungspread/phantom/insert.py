@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from lungspread.errors import GeometryError, InputError
 from lungspread.volume import Volume
@@ -28,7 +29,7 @@ def insert_nodule(
     nodule_hu: np.ndarray,
     nodule_mask: np.ndarray,
     nodule_spacing_mm: Sequence[float],
-    center_mm: Sequence[float],
+    center_mm: npt.ArrayLike,
     *,
     lungs: Volume | None = None,
     feather_mm: float = 1.5,
