@@ -3,7 +3,8 @@
 Data: ``lungspread.phantom.write_phantom_dataset`` (size ``small``: 96x96x64 voxels at
 3.6x3.6x5 mm), ``--train-cases`` phantoms (seeds 0, 1, ...) to train on (fold 0 of 4 for
 validation and best-model selection) and ``--test-cases`` other phantoms (seeds 1000, ...,
-each with ``--test-tumors`` tumors) that no model sees in training.
+drawn like the training phantoms: 0 to 5 tumors of every kind and size) that no model
+sees in training.
 
 Each model trains with the ``default`` recipe at a small width (``SETTINGS``: a few
 thousand to a few hundred thousand parameters, so that the whole benchmark fits a CPU),
@@ -131,8 +132,10 @@ def main() -> None:
     p.add_argument("--work", required=True)
     p.add_argument("--models", nargs="*", default=None, help="default: every registered model")
     p.add_argument("--train-cases", type=int, default=16)
-    p.add_argument("--test-cases", type=int, default=6)
-    p.add_argument("--test-tumors", type=int, default=2)
+    p.add_argument("--test-cases", type=int, default=8)
+    p.add_argument(
+        "--test-tumors", type=int, default=None, help="tumors per test phantom (default: random)"
+    )
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--val-every", type=int, default=5)

@@ -163,3 +163,11 @@ def test_from_folder_loads_a_saved_model(tmp_path: Path) -> None:
     prob = pred.predict_proba(ct).array
     mask = pred.predict(ct).array
     np.testing.assert_array_equal(mask, (prob >= 0.3).astype(np.uint8))
+
+
+def test_bfloat16_precision_option() -> None:
+    ct = cube_volume()
+    pred = Predictor(Threshold(3), spec_for(3, [1.0, 1.0, 2.0], [16, 16, 8]), precision="bfloat16")
+    np.testing.assert_array_equal(pred.predict(ct).array, ct.array > 0.5)
+    with pytest.raises(ModelError, match="precision"):
+        Predictor(Threshold(3), spec_for(3, [1.0, 1.0, 2.0], [16, 16, 8]), precision="int8")

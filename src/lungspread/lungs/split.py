@@ -2,8 +2,9 @@
 
 The two lungs usually touch along the anterior (and sometimes posterior) junction line, where
 only a pleural fold of a millimetre or two separates them; on a 2 mm grid they are then one air
-component. :func:`split_merged` erodes such a component until two large cores appear and grows
-them back with a watershed on the HU image, so the border follows the brighter junction line.
+component. :func:`split_merged` erodes such a component until a large core right of the body's
+midline and one left of it appear, and grows them back with a watershed on the depth from the
+edge and the HU image, so the border runs through the narrowest part along the junction line.
 Sides are decided in patient space: the component whose centroid has the larger world x (RAS+,
 towards the patient's right) is the right lung.
 """
