@@ -153,9 +153,10 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
             img = Path(args.phantoms) / entry["image"]
             lab = Path(args.phantoms) / entry["label"]
             cases.append((img.name.split(".")[0], img, lab))
+    sweep: dict[str, list[dict[str, Any]]] = {}
     for name, img, lab in cases:
         t0 = time.perf_counter()
-        res = analyze(img, model=args.model, device="cpu", tta=args.tta)
+        res = analyze(img, model=args.model, device="cpu", tta=args.tta, keep_probability=True)
         dt = time.perf_counter() - t0
         truth = read_volume(lab).array > 0
         pred = res.tumor.array > 0
@@ -172,7 +173,72 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    return {"cases": rows}
+        if args.sweep:
+            sweep[name] = sweep_postprocess(res, truth)
+    out: dict[str, Any] = {"cases": rows}
+    if args.sweep:
+        out["sweep"] = summarize_sweep(sweep)
+    return out
+
+
+#: Post-processing settings tried by ``--sweep`` (threshold, min lesion mm^3, min peak).
+SWEEP = [
+    (t, v, pk)
+    for t in (0.3, 0.4, 0.5, 0.6, 0.7)
+    for v in (30.0, 100.0, 300.0)
+    for pk in (0.5, 0.7, 0.9)
+    if pk >= t
+]
+
+
+def sweep_postprocess(res: Any, truth: np.ndarray) -> list[dict[str, Any]]:
+    """Dice and lesion counts of one case for every setting in :data:`SWEEP`."""
+    from lungspread.demo import compare_lesions, dice
+    from lungspread.inference.postprocess import PostprocessOptions, postprocess
+
+    box = tuple(
+        slice(a, b) for a, b in zip(res.run["crop"]["start"], res.run["crop"]["stop"], strict=True)
+    )
+    prob = res.probability.array[box]
+    lungs = res.lungs.array[box]
+    t = truth[box]
+    outside = int(truth.sum()) - int(t.sum())
+    rows = []
+    for thr, vol, peak in SWEEP:
+        opts = PostprocessOptions(threshold=thr, min_lesion_mm3=vol, min_peak_probability=peak)
+        mask = postprocess(prob, res.ct.spacing, lungs, opts).mask > 0
+        les = compare_lesions(t, mask)
+        rows.append(
+            {
+                "setting": [thr, vol, peak],
+                "dice": dice(t, mask) if outside == 0 else float("nan"),
+                "found": les["found"],
+                "true": les["true_lesions"],
+                "fp": les["false_positive_lesions"],
+            }
+        )
+    return rows
+
+
+def summarize_sweep(sweep: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per setting: mean Dice, lesions found / true and false positives, per case group."""
+    out = []
+    for i, setting in enumerate(SWEEP):
+        groups: dict[str, list[dict[str, Any]]] = {"lidc": [], "phantom": []}
+        for name, rows in sweep.items():
+            groups["lidc" if name.startswith("lidc") else "phantom"].append(rows[i])
+        entry: dict[str, Any] = {"setting": list(setting)}
+        for g, rows in groups.items():
+            if not rows:
+                continue
+            entry[g] = {
+                "dice": round(float(np.nanmean([r["dice"] for r in rows])), 3),
+                "found": f"{sum(r['found'] for r in rows)}/{sum(r['true'] for r in rows)}",
+                "fp": sum(r["fp"] for r in rows),
+            }
+        out.append(entry)
+        print(json.dumps(entry), flush=True)
+    return out
 
 
 def main() -> None:
@@ -185,6 +251,7 @@ def main() -> None:
     ap.add_argument("--phantoms", type=Path, default=None, help="held-out phantom dataset")
     ap.add_argument("--max-phantoms", type=int, default=10)
     ap.add_argument("--tta", action="store_true")
+    ap.add_argument("--sweep", action="store_true", help="try post-processing settings")
     args = ap.parse_args()
     result = accuracy(args) if args.accuracy else speed(args)
     print(json.dumps(result, indent=2))

@@ -633,17 +633,17 @@ def test_non_empty_output_folder_is_refused_untouched(
     assert not _leftovers(tmp_path)
 
 
-def _unwritable_targets(tmp_path: Path, world: dict[str, Path]) -> dict[str, Path]:
-    targets = {
-        "parent-is-a-file": world["afile"] / "out",
-        "under-proc": Path("/proc") / f"lungspread-test-{uuid.uuid4().hex[:8]}" / "out",
-    }
-    if not IS_ROOT:
-        locked = tmp_path / "locked"
-        locked.mkdir()
-        locked.chmod(0o500)
-        targets["read-only-parent"] = locked / "out"
-    return targets
+def _unwritable_target(how: str, tmp_path: Path, world: dict[str, Path]) -> Path:
+    """An output folder that cannot be created, three ways; the last one only works for a
+    non-root user (root ignores permissions)."""
+    if how == "parent-is-a-file":
+        return world["afile"] / "out"
+    if how == "under-proc":
+        return Path("/proc") / f"lungspread-test-{uuid.uuid4().hex[:8]}" / "out"
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    return locked / "out"
 
 
 UNWRITABLE = ["parent-is-a-file", "under-proc", "read-only-parent"]
@@ -672,7 +672,7 @@ def test_output_folder_that_cannot_be_written(
         pytest.skip("/proc checked on two commands; the parent-is-a-file way covers the rest")
     for fx in wr.needs:
         request.getfixturevalue(fx)
-    target = _unwritable_targets(tmp_path, world)[how]
+    target = _unwritable_target(how, tmp_path, world)
     before = _files(world["root"])
     try:
         code, _, err = run_cli(_fill(wr.argv, world, target), capsys)

@@ -385,21 +385,25 @@ def id_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run_all(
-    dicom: Path, model: Path, out: Path, capsys: pytest.CaptureFixture[str]
+    dicom: Path, model: Path, out: Path, capsys: pytest.CaptureFixture[str], full: bool
 ) -> dict[str, Path]:
-    """analyze (every export), lungs, spread and export (default, and --keep-identifiers) on
-    one DICOM folder; spread and export get a small lesion in the lungs analyze found."""
-    outs = {k: out / k for k in ("analyze", "lungs", "spread", "export", "export-keep")}
+    """analyze, lungs, spread, follow-up and export (default, and --keep-identifiers) on one
+    DICOM folder; spread and export get a small lesion in the lungs analyze found. ``full``:
+    analyze and export write every export (else analyze writes none and export no meshes or
+    figures: the HTML report and the DICOM-SEG come from the same code either way)."""
+    names = ("analyze", "lungs", "spread", "follow-up", "export", "export-keep")
+    outs = {k: out / k for k in names}
     code = main(["analyze", str(dicom), "--out", str(outs["analyze"]), "--model", str(model),
-                 "--device", "cpu"])  # fmt: skip
+                 "--device", "cpu", *([] if full else ["--no-export"])])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     lungs = outs["analyze"] / "lungs.nii.gz"
     mask = small_lesion(lungs, out / "lesion.nii.gz")
     runs = [
         ["lungs", dicom, "--out", outs["lungs"]],
         ["spread", mask, "--ct", dicom, "--lungs", lungs, "--out", outs["spread"]],
+        ["follow-up", outs["spread"], outs["spread"], "--out", outs["follow-up"]],
         ["export", mask, "--ct", dicom, "--lungs", lungs, "--out", outs["export"],
-         "--no-meshes", "--no-figures"],
+         *([] if full else ["--no-meshes", "--no-figures"])],
         ["export", mask, "--ct", dicom, "--lungs", lungs, "--out", outs["export-keep"],
          "--keep-identifiers", "--no-slicer", "--no-dicom-seg", "--no-meshes", "--no-figures"],
     ]  # fmt: skip
@@ -412,13 +416,13 @@ def _run_all(
 
 def _check_identity(outs: dict[str, Path], secrets: dict[str, str]) -> None:
     assert any(k.startswith("PatientID=") for k in secrets), secrets
-    for name in ("analyze", "lungs", "spread", "export"):
-        # spread's run.json records the input paths (follow-up reads the masks through them);
-        # the reports themselves carry none.
-        skip = ("run.json",) if name == "spread" else ()
+    for name in ("analyze", "lungs", "spread", "follow-up", "export"):
+        # the run.json of spread and follow-up records the input paths (follow-up reads the
+        # masks through them; documented in docs/guarantees.md); their reports carry none.
+        skip = ("run.json",) if name in ("spread", "follow-up") else ()
         assert not leaks(outs[name], secrets, skip), (name, leaks(outs[name], secrets, skip))
     # the DICOM-SEG keeps the identity (the standard requires it) ...
-    seg = pydicom.dcmread(str(outs["analyze"] / "segmentation.dcm"), stop_before_pixels=True)
+    seg = pydicom.dcmread(str(outs["export"] / "segmentation.dcm"), stop_before_pixels=True)
     pid = next(v for k, v in secrets.items() if k.startswith("PatientID="))
     assert seg.PatientID == pid
     # ... and --keep-identifiers puts it into the HTML report
@@ -437,7 +441,7 @@ def test_reports_carry_no_identifiers_by_default(
     secrets = source_identifiers(dicom)
     assert {"PatientName=Doe^Jane^Q", "PatientID=PAT-7391-2206", "StudyDate(iso)=2021-03-14",
             "AccessionNumber=ACC99887766"} <= set(secrets)  # fmt: skip
-    outs = _run_all(dicom, id_model, tmp_path / "out", capsys)
+    outs = _run_all(dicom, id_model, tmp_path / "out", capsys, full=False)
     _check_identity(outs, secrets)
 
 
@@ -451,24 +455,26 @@ def test_real_lidc_dicom_reports_carry_no_identifiers(
         pytest.skip(f"real data not found at {LIDC1_DICOM}")
     secrets = source_identifiers(LIDC1_DICOM)
     assert "PatientID=LIDC-IDRI-0001" in secrets and "StudyDate(iso)=2000-01-01" in secrets
-    outs = _run_all(LIDC1_DICOM, id_model, tmp_path / "out", capsys)
+    outs = _run_all(LIDC1_DICOM, id_model, tmp_path / "out", capsys, full=True)
+    assert (outs["analyze"] / "report.html").is_file()
+    assert (outs["analyze"] / "segmentation.dcm").is_file()
     _check_identity(outs, secrets)
 
 
 # -- HTML escapes text taken from files ---------------------------------------------------------
 def test_html_escapes_file_names_and_dicom_text(
-    id_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A CT at ``.../<script>alert(1)</script>.nii.gz`` (the name's ``/`` makes a folder), a
-    mask named ``<img ...>.nii.gz`` and DICOM attributes holding markup, shown in the report
-    with --keep-identifiers: all of it appears escaped, none of it as markup."""
-    ct, tumor = phantom_ct(0)
-    evil_ct = tmp_path / "<script>alert(1)<" / "script>.nii.gz"
-    evil_ct.parent.mkdir()
-    write_volume(ct, evil_ct)
-    assert str(evil_ct).endswith("<script>alert(1)</script>.nii.gz")
+    """A DICOM series stored at ``.../<script>alert(1)</script>`` (the ``/`` makes two folders)
+    whose attributes hold markup, and a mask named ``<img ...>.nii.gz``, shown in the report
+    with --keep-identifiers (which prints the source path and the DICOM identity): all of it
+    appears escaped, none of it as markup."""
     from scipy import ndimage
 
+    evil = tmp_path / "<script>alert(1)<" / "script>"
+    dicom = _identified_dicom(evil, evil=True)
+    assert str(dicom).endswith("<script>alert(1)</script>")
+    _, tumor = phantom_ct(0)
     labels, _ = ndimage.label(np.asarray(tumor.array) > 0)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
@@ -476,22 +482,15 @@ def test_html_escapes_file_names_and_dicom_text(
     mask = write_volume(
         tumor.with_array(one.astype(np.uint8)), tmp_path / "<img src=x onerror=alert(1)>.nii.gz"
     )
-    dicom = _identified_dicom(tmp_path / "evil-dicom", evil=True)
-    pages = {}
-    for name, ct_path in (("file", evil_ct), ("dicom", dicom)):
-        out = tmp_path / f"out-{name}"
-        code = main(["export", str(mask), "--ct", str(ct_path), "--out", str(out),
-                     "--keep-identifiers", "--no-meshes", "--no-figures", "--no-slicer",
-                     "--no-dicom-seg"])  # fmt: skip
-        assert code == 0, capsys.readouterr().err
-        pages[name] = (out / "report.html").read_text(encoding="utf-8")
-    page = pages["file"]
+    out = tmp_path / "out"
+    code = main(["export", str(mask), "--ct", str(dicom), "--out", str(out),
+                 "--keep-identifiers", "--no-meshes", "--no-figures", "--no-slicer",
+                 "--no-dicom-seg"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    page = (out / "report.html").read_text(encoding="utf-8")
     assert "<script>alert(1)</script>" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;.nii.gz" in page  # shown, escaped
-    assert "<img src=x" not in page
-    page = pages["dicom"]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the source path, shown escaped
     assert "<img src=x onerror" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<script>alert(2)" not in page and "&lt;/script&gt;&lt;script&gt;alert(2)" in page
     assert "<svg onload" not in page
-    for html in pages.values():  # the only script tags are the page's own
-        assert html.count("</script>") == html.count("<script")
+    assert page.count("</script>") == page.count("<script")  # only the page's own scripts

@@ -394,9 +394,9 @@ def load_case(
     values = np.unique(arr)
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
-            bad = [float(v) for v in values if not (np.isfinite(v) and v == round(float(v)))][:5]
+            odd = [float(v) for v in values if not (np.isfinite(v) and v == round(float(v)))][:5]
             raise InputError(
-                f"label holds non-integer values {bad}; expected label indices", case.label
+                f"label holds non-integer values {odd}; expected label indices", case.label
             )
     elif arr.dtype.kind not in "iub":
         raise InputError(f"label has dtype {arr.dtype}; expected integer label indices", case.label)

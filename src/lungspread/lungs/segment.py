@@ -48,10 +48,6 @@ SMALL_HOLE_MM2 = 300.0
 BONE_HU = 180.0
 #: How far below a stack of hollows or holes lung must close it (a tumor's lower side).
 CAP_LOOK_MM = 40.0
-#: Pieces the ball adds that are this long and this many times longer than wide are the
-#: grooves of vessels or airways, not tumors.
-GROOVE_MIN_LENGTH_MM = 40.0
-GROOVE_ELONGATION = 3.0
 #: Only added pieces of at least this volume (a small tumor) grow by the margin.
 MARGIN_MIN_ML = 0.02
 
@@ -246,14 +242,12 @@ def fill_lungs(
     if opts.hull_fill and len(present) == 2:
         _fill_hull_hollows(hull_added, allowed, body, hu, sp, down, look)
     if opts.ball_radius_mm > 0:
-        rv = [int(np.ceil(opts.ball_radius_mm / s)) + 1 for s in sp]
         for lbl in present:
             m = filled[lbl]
-            box = _bbox(m, (rv[0], rv[1], rv[2]))
+            box = _bbox(m, (1, 1, 1))  # a closing stays within the bounding box
             closed = np.zeros_like(m)
             closed[box] = _closing_ball(m[box], opts.ball_radius_mm, sp)
-            ball = closed & allowed & ~filled_any & (out == 0)
-            out[_drop_grooves(ball, sp)] = lbl
+            out[closed & allowed & ~filled_any & (out == 0)] = lbl
     take = (out == 0) & (hull_added > 0)
     out[take] = hull_added[take]
 
@@ -281,28 +275,6 @@ def fill_lungs(
         sub = out[box]
         sub[crop & (sub == 0)] = lbl
     return out, solid & (out > 0)
-
-
-def _drop_grooves(added: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-    """``added`` without its long thin pieces: the ball also fills the groove a vessel or the
-    trachea presses into the lung, and that is long (over ``GROOVE_MIN_LENGTH_MM``) and
-    thin (``GROOVE_ELONGATION`` times longer than wide). What it fills against a tumor is a
-    compact cap or a flat crescent."""
-    lab, _ = ndi.label(added, structure=np.ones((3, 3, 3), dtype=bool))
-    out = added.copy()
-    sc = np.asarray(spacing)
-    for i, sl in enumerate(ndi.find_objects(lab), start=1):
-        if sl is None:
-            continue
-        piece = lab[sl] == i
-        pts = np.argwhere(piece) * sc
-        if pts.shape[0] < 10:
-            continue
-        ev = np.sort(np.linalg.eigvalsh(np.cov(pts.T)))[::-1]
-        length = 4.0 * float(np.sqrt(max(ev[0], 0.0)))
-        if length > GROOVE_MIN_LENGTH_MM and ev[0] > GROOVE_ELONGATION**2 * max(ev[1], 1e-6):
-            out[sl] &= ~piece
-    return out
 
 
 def _reaching_inside(added: np.ndarray, lungs: np.ndarray) -> np.ndarray:

@@ -7,6 +7,11 @@
   (``s = 1e-5``), which is defined and smooth even for batches without tumor.
 * ``"dice_ce"``: their sum, with weight 1 each (nnU-Net's ``DC_and_CE_loss``).
 
+Written here rather than with MONAI's ``DiceCELoss`` because nnU-Net's variant differs in
+what matters for small tumors: Dice over the whole batch (not averaged per sample, where
+tumor-free patches score 0 or 1 at random) and on the tumor class only, plus the same loss
+for sigmoid (1-channel) and softmax (2-channel) networks; it is a dozen lines.
+
 A network under deep supervision returns a list of outputs (full resolution first); the
 losses of the outputs are weighted ``1, 1/2, 1/4, ...`` and normalized to sum 1, as in
 nnU-Net (MONAI's DynUNet upsamples its auxiliary outputs, so all use the same target).
