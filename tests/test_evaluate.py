@@ -169,3 +169,17 @@ def test_compare_table_and_boxplots(toy_run: tuple[Path, Path], tmp_path: Path) 
     assert float(dice_rows[0]["mean"]) == pytest.approx(a["mean"])
     assert (tmp_path / "cmp" / "boxplot_dice.png").stat().st_size > 1000
     assert main(["compare", str(tmp_path), "--out", str(tmp_path / "c2"), "-q"]) == 2
+
+
+def test_radiological_display_orientation() -> None:
+    from lungspread.evaluate import radiological
+
+    # an RAS-stored axial slice: the indices grow towards Right (i) and Anterior (j)
+    plane = np.zeros((4, 3))
+    plane[3, 2] = 1  # largest i (most right), largest j (most anterior)
+    shown = radiological(plane, ("R", "A"))
+    assert shown.shape == (3, 4)
+    assert shown[0, 0] == 1  # anterior at the top, patient's right on the viewer's left
+    lps = np.zeros((4, 3))
+    lps[0, 2] = 1  # smallest i in LPS is the most right; largest j the most posterior
+    assert radiological(lps, ("L", "P"))[2, 0] == 1  # bottom (posterior) left (right side)

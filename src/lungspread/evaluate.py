@@ -229,6 +229,23 @@ def top_slices(truth: np.ndarray, pred: np.ndarray, axis: int, n: int = 3) -> li
     return sorted(int(k) for k in order[:n] if counts[k] > 0)
 
 
+def radiological(plane: np.ndarray, codes: tuple[str, str]) -> np.ndarray:
+    """A slice ``plane[a, b]`` turned for display (``imshow``, origin upper) the radiological
+    way: anterior up, the patient's right on the viewer's left. ``codes`` are the closest
+    patient directions of the two in-plane axes (e.g. ``("L", "P")`` for LPS storage);
+    slices that are not axial are shown with the first axis across, the second up."""
+    lr = [n for n, c in enumerate(codes) if c in "LR"]
+    ap = [n for n, c in enumerate(codes) if c in "AP"]
+    if len(lr) != 1 or len(ap) != 1:
+        return np.asarray(plane).T[::-1]
+    out = np.asarray(plane)
+    if codes[lr[0]] == "R":  # columns must run towards the patient's left
+        out = np.flip(out, axis=lr[0])
+    if codes[ap[0]] == "A":  # rows must run from anterior (top) to posterior
+        out = np.flip(out, axis=ap[0])
+    return out if ap[0] == 0 else out.T
+
+
 def case_figure(
     image: Volume,
     truth: np.ndarray,
@@ -237,7 +254,8 @@ def case_figure(
     metrics: dict[str, Any] | None = None,
     n_slices: int = 3,
 ) -> None:
-    """PNG: the CT on the slices with the most tumor, ground truth (green) vs prediction (red)."""
+    """PNG: the CT on the slices with the most tumor, ground truth (green) vs prediction (red),
+    shown the radiological way (anterior up, patient's right on the left)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -245,6 +263,9 @@ def case_figure(
     from lungspread.outputs import atomic_write_bytes
 
     axis = image.slice_axis()
+    all_codes = image.axis_codes()
+    a0, a1 = (a for a in range(3) if a != axis)
+    codes = (all_codes[a0], all_codes[a1])
     arr = np.asarray(image.array, dtype=np.float32)
     slices = top_slices(truth, pred, axis, n_slices)
     if float(arr.min()) < -500:  # HU: a lung window
@@ -257,22 +278,24 @@ def case_figure(
         ax = fig.add_subplot(1, len(slices), n + 1)
         sl = [slice(None)] * 3
         sl[axis] = slice(k, k + 1)
-        img2 = np.squeeze(arr[tuple(sl)], axis=axis).T
-        t2 = np.squeeze(truth[tuple(sl)], axis=axis).T
-        p2 = np.squeeze(pred[tuple(sl)], axis=axis).T
-        ax.imshow(img2, cmap="gray", vmin=lo, vmax=hi, origin="lower", interpolation="nearest")
+        img2 = radiological(np.squeeze(arr[tuple(sl)], axis=axis), codes)
+        t2 = radiological(np.squeeze(truth[tuple(sl)], axis=axis), codes)
+        p2 = radiological(np.squeeze(pred[tuple(sl)], axis=axis), codes)
+        ax.imshow(img2, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
         if t2.any() and t2.min() != t2.max():
-            ax.contour(t2, levels=[0.5], colors=["#00d000"], linewidths=1.2, origin="lower")
+            ax.contour(t2, levels=[0.5], colors=["#00d000"], linewidths=1.2)
         if p2.any() and p2.min() != p2.max():
-            ax.contour(p2, levels=[0.5], colors=["#ff3030"], linewidths=1.0, origin="lower")
+            ax.contour(p2, levels=[0.5], colors=["#ff3030"], linewidths=1.0, linestyles="--")
         ax.set_title(f"slice {k}: truth {int(t2.sum())}, pred {int(p2.sum())} vox", fontsize=8)
         ax.set_axis_off()
     case = (metrics or {}).get("case", image.meta.get("case", ""))
     dice = (metrics or {}).get("dice")
     dtxt = "n/a" if dice is None or not np.isfinite(dice) else f"{dice:.3f}"
-    fig.suptitle(f"{case}   Dice {dtxt}   (green: ground truth, red: prediction)", fontsize=9)
+    fig.suptitle(
+        f"{case}   Dice {dtxt}   (green: ground truth, red dashed: prediction)", fontsize=9
+    )
     fig.legend(
-        handles=[Line2D([], [], color="#00d000"), Line2D([], [], color="#ff3030")],
+        handles=[Line2D([], [], color="#00d000"), Line2D([], [], color="#ff3030", ls="--")],
         labels=["ground truth", "prediction"],
         loc="lower center",
         ncol=2,

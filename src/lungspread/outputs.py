@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import platform
+import secrets
 import shutil
 import sys
 import tempfile
@@ -89,26 +90,58 @@ def _raise_if_disk_full(exc: BaseException, out: Path) -> None:
         ) from exc
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+def _create_temp(path: Path) -> Path:
+    """Create an empty, unique hidden file next to ``path`` that ends with ``path``'s name.
+
+    Keeping the full name as the ending keeps the suffix (``.nii.gz``, ``.nrrd``) that writers
+    use to pick a format. The mode is ``0o666`` minus the umask, as ``open`` would give, not
+    the ``0o600`` of :func:`tempfile.mkstemp`, so results can be shared like any other file.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{secrets.token_hex(6)}.partial.{path.name}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise OutputError("could not create a temporary file", path)  # pragma: no cover
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` for code that writes a file itself.
+
+    On success the temporary file replaces ``path`` (one rename, so readers never see a
+    half-written file); on any failure it is removed and ``path`` is left as it was.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if not path.parent.is_dir():
+        raise OutputError(f"folder {path.parent} does not exist", path)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600 files; give results the usual permissions (umask applies).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        tmp = _create_temp(path)
+    except OSError as exc:
+        raise OutputError(f"cannot write here ({exc.strerror or exc})", path) from exc
+    try:
+        yield tmp
         os.replace(tmp, path)
-    except BaseException as exc:
+    except OSError as exc:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
-            raise OutputError(f"could not write ({exc.strerror or exc})", path) from exc
+            tmp.unlink()
+        raise OutputError(f"could not write ({exc.strerror or exc})", path) from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return Path(path)
 
 
 def write_json(path: str | Path, obj: Any) -> None:

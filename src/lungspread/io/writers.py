@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 from lungspread.errors import OutputError
 from lungspread.io.formats import format_of
+from lungspread.outputs import atomic_path
 from lungspread.volume import Volume
 
 
@@ -26,16 +24,7 @@ def write_volume(volume: Volume, path: str | Path) -> Path:
         raise OutputError(
             "cannot write a detached header (.nhdr/.mhd); use .nrrd or .mha (one file)", p
         )
-    if not p.parent.is_dir():
-        raise OutputError(f"folder {p.parent} does not exist", p)
-    suffix = "".join(p.suffixes[-2:]) if p.name.endswith(".nii.gz") else p.suffix
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
-    except OSError as exc:
-        raise OutputError(f"cannot write here ({exc.strerror or exc})", p) from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(p) as tmp:
         if fmt == "nifti":
             from lungspread.io.nifti import write_nifti
 
@@ -48,9 +37,4 @@ def write_volume(volume: Volume, path: str | Path) -> Path:
             from lungspread.io.metaimage import write_metaimage
 
             write_metaimage(volume, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
     return p
