@@ -184,9 +184,9 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
 #: Post-processing settings tried by ``--sweep`` (threshold, min lesion mm^3, min peak).
 SWEEP = [
     (t, v, pk)
-    for t in (0.3, 0.4, 0.5, 0.6, 0.7)
+    for t in (0.4, 0.5, 0.6)
     for v in (30.0, 100.0, 300.0)
-    for pk in (0.5, 0.7, 0.9)
+    for pk in (0.6, 0.8, 0.9)
     if pk >= t
 ]
 

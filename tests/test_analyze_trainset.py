@@ -92,7 +92,9 @@ def test_build_trainset_writes_an_msd_folder(shared_data: Path, tmp_path: Path) 
     )
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["modality"] == {"0": "CT"} and meta["numTraining"] == 2
-    val_patients = {c.patient for c in split_patients(lidc_crops(shared_data / "lidc-nodule-vois"))["val"]}
+    val_patients = {
+        c.patient for c in split_patients(lidc_crops(shared_data / "lidc-nodule-vois"))["val"]
+    }
     for entry in meta["training"]:
         for case in entry["lidc_nodules"]:
             assert case.rsplit("_R_", 1)[0] in val_patients
