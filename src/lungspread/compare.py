@@ -21,21 +21,10 @@ from typing import Any
 import numpy as np
 
 from lungspread.errors import InputError
+from lungspread.metrics import METRIC_KEYS
 
 #: per-case metrics shown in the table and box plots
-COMPARE_METRICS = (
-    "dice",
-    "iou",
-    "sensitivity",
-    "precision",
-    "fpr",
-    "hd95_mm",
-    "assd_mm",
-    "nsd_2mm",
-    "lesions_tp",
-    "lesions_fp",
-    "lesions_fn",
-)
+COMPARE_METRICS = METRIC_KEYS
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
