@@ -315,6 +315,72 @@ def test_resume_after_a_crash_gives_identical_weights(toy: Path, tmp_path: Path)
     )
 
 
+def test_init_starts_from_another_models_weights(toy: Path, tmp_path: Path) -> None:
+    """--init: training starts from the given model's weights (one step at lr 1e-12 leaves
+    them where they were; a fresh run's are elsewhere), and a different network is refused."""
+    from lungspread.models.checkpoint import load_checkpoint
+
+    ref = tmp_path / "ref"
+    train(toy, ref, tiny_config(), device="cpu", tensorboard=False)
+    source = load_checkpoint(ref)[0].state_dict()
+    one_step = {"epochs": 1, "iters_per_epoch": 1, "lr": 1e-12, "seed": 7}
+    tuned, fresh = tmp_path / "tuned", tmp_path / "fresh"
+    train(toy, tuned, tiny_config(init_from=str(ref), **one_step), device="cpu", tensorboard=False)
+    train(toy, fresh, tiny_config(**one_step), device="cpu", tensorboard=False)
+    assert json.loads((tuned / "config.json").read_text())["init_from"] == str(ref.resolve())
+    got, other = load_checkpoint(tuned)[0].state_dict(), load_checkpoint(fresh)[0].state_dict()
+    assert got.keys() == source.keys()
+    for k in source:
+        assert torch.allclose(got[k].float(), source[k].float(), atol=1e-8), k
+    conv = [k for k in source if k.endswith("weight") and source[k].ndim == 5]
+    assert any(not torch.allclose(other[k], source[k], atol=1e-3) for k in conv)
+    with pytest.raises(ModelError, match="--init model is unet3d"):
+        train(
+            toy,
+            tmp_path / "mismatch",
+            tiny_config(init_from=str(ref), model="fast3d", **one_step),
+            device="cpu",
+            tensorboard=False,
+        )
+
+
+def test_cli_init_bundled_names_the_mismatch(toy: Path, tmp_path: Path) -> None:
+    from lungspread.cli.app import main
+
+    code = main(
+        [
+            "train",
+            str(toy),
+            "--out",
+            str(tmp_path / "run"),
+            "--model",
+            "unet3d",
+            "--init",
+            "bundled",
+            "--epochs",
+            "1",
+            "--iters-per-epoch",
+            "1",
+            "--quiet",
+        ]
+    )
+    assert code == 2
+    code = main(
+        [
+            "train",
+            str(toy),
+            "--out",
+            str(tmp_path / "run2"),
+            "--init",
+            str(tmp_path / "nope"),
+            "--epochs",
+            "1",
+            "--quiet",
+        ]
+    )
+    assert code == 2
+
+
 def test_corrupt_checkpoint_and_bad_folders(toy: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):

@@ -103,6 +103,17 @@ def _progress_callbacks(quiet: bool) -> tuple[Any, TrainCallbacks]:
     return progress, Callbacks()
 
 
+def _init_folder(init: str | None) -> str | None:
+    """``--init``: a model folder, or ``bundled`` for lungspread's own default model."""
+    if init is None:
+        return None
+    if init == "bundled":
+        from lungspread.analyze import bundled_model_dir
+
+        return str(bundled_model_dir())
+    return init
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
@@ -137,6 +148,19 @@ def register(app: typer.Typer) -> None:
             "accurate", "--speed", help="Recommended model without --model: accurate or fast."
         ),
         val_every: int | None = typer.Option(None, "--val-every", help="Validate every N epochs."),
+        init: str | None = typer.Option(
+            None,
+            "--init",
+            help="Start from this model's weights (a run or model folder, or 'bundled').",
+        ),
+        hard_negatives: float | None = typer.Option(
+            None,
+            "--hard-negatives",
+            help="Share of random patches centred on the network's false positives (0-1).",
+        ),
+        mine_every: int | None = typer.Option(
+            None, "--mine-every", help="Re-mine the false positives every N epochs."
+        ),
         cache: Path | None = typer.Option(
             None, "--cache", help="Preprocessed-case cache (default RUN/preprocessed)."
         ),
@@ -174,6 +198,9 @@ def register(app: typer.Typer) -> None:
                 loss=loss,
                 denoise=denoise,
                 val_every=val_every,
+                init_from=_init_folder(init),
+                hard_negatives=hard_negatives,
+                mine_every=mine_every,
             )
         progress, callbacks = _progress_callbacks(quiet)
         with progress:

@@ -59,6 +59,13 @@ class TrainConfig:
     fold: str = "0"
     denoise: str | None = None
     fit_samples: int = 10**6
+    #: model folder (model.json + model.safetensors) whose weights start the training
+    #: (fine-tuning, as nnU-Net's ``-pretrained_weights``); None: random initialization
+    init_from: str | None = None
+    #: share of the random patches centred on the network's false positives (hard-negative
+    #: mining, see lungspread.training.hard_negatives), re-mined every ``mine_every`` epochs
+    hard_negatives: float = 0.0
+    mine_every: int = 5
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,6 +98,10 @@ class TrainConfig:
             raise InputError(f"batch size must be >= 1, got {self.batch_size}")
         if not 0.0 <= self.oversample_fg <= 1.0:
             raise InputError(f"oversample_fg must be in [0, 1], got {self.oversample_fg}")
+        if not 0.0 <= self.hard_negatives <= 1.0:
+            raise InputError(f"hard_negatives must be in [0, 1], got {self.hard_negatives}")
+        if self.mine_every < 1:
+            raise InputError(f"mine_every must be at least 1, got {self.mine_every}")
         if not self.lr > 0:
             raise InputError(f"learning rate must be > 0, got {self.lr}")
         if self.fold not in ("all", "full") and not self.fold.isdigit():

@@ -2,7 +2,9 @@
 
 A batch of ``B`` patches: the last ``round(B * oversample_fg)`` are centred on a tumor voxel
 drawn at random from the case's tumor voxels (nnU-Net forces the last 33% of each batch the
-same way); the others are centred at random. Cases are drawn uniformly. 2D networks get
+same way); the others are centred at random, or, with hard-negative mining on
+(:mod:`lungspread.training.hard_negatives`), a share ``hard_fraction`` of them on a voxel
+where the network fired falsely. Cases are drawn uniformly. 2D networks get
 patches from slices: a random slice (or the slice of the drawn tumor voxel). Patches that
 reach beyond the image are padded with the image's minimum (air, after normalization).
 
@@ -95,6 +97,7 @@ class PatchSampler:
         size: Sequence[int],
         batch_size: int,
         oversample_fg: float = 0.33,
+        hard_fraction: float = 0.0,
     ) -> None:
         if not cases:
             raise ValueError("no training cases to sample from")
@@ -104,13 +107,27 @@ class PatchSampler:
         self.batch_size = int(batch_size)
         self.n_forced = round(self.batch_size * float(oversample_fg))
         self.with_fg = [i for i, c in enumerate(cases) if len(c.fg_voxels)]
+        self.hard_fraction = float(hard_fraction)
+        self.hard_voxels: list[np.ndarray] = [np.zeros((0, 3), np.int32)] * len(cases)
+        self.with_hard: list[int] = []
+
+    def set_hard_negatives(self, voxels: list[np.ndarray]) -> None:
+        """False-positive voxels per case (same order as the cases) to centre patches on."""
+        if len(voxels) != len(self.cases):
+            raise ValueError(f"{len(voxels)} hard-negative sets for {len(self.cases)} cases")
+        self.hard_voxels = [np.asarray(v, dtype=np.int32) for v in voxels]
+        self.with_hard = [i for i, v in enumerate(self.hard_voxels) if len(v)]
 
     def sample_one(
-        self, rng: np.random.Generator, force_fg: bool
+        self, rng: np.random.Generator, force_fg: bool, hard: bool = False
     ) -> tuple[np.ndarray, np.ndarray, float]:
         if force_fg and self.with_fg:
             case = self.cases[self.with_fg[int(rng.integers(len(self.with_fg)))]]
             voxel = case.fg_voxels[int(rng.integers(len(case.fg_voxels)))]
+        elif hard and self.with_hard:
+            index = self.with_hard[int(rng.integers(len(self.with_hard)))]
+            case, mined = self.cases[index], self.hard_voxels[index]
+            voxel = mined[int(rng.integers(len(mined)))]
         else:
             case = self.cases[int(rng.integers(len(self.cases)))]
             voxel = None
@@ -145,5 +162,7 @@ class PatchSampler:
         pads = np.empty(self.batch_size, dtype=np.float32)
         for b in range(self.batch_size):
             force = b >= self.batch_size - self.n_forced
-            images[b, 0], labels[b, 0], pads[b] = self.sample_one(rng, force)
+            # the draw happens only with mining on, so other runs keep their random streams
+            hard = not force and self.hard_fraction > 0 and rng.random() < self.hard_fraction
+            images[b, 0], labels[b, 0], pads[b] = self.sample_one(rng, force, hard)
         return images, labels, pads

@@ -98,6 +98,8 @@ def config_hash(config: TrainConfig) -> str:
     """Hash of the settings that must not change on resume (everything but ``epochs``)."""
     data = config.to_json()
     data.pop("epochs", None)
+    if data.get("init_from") is None:  # runs from before --init existed keep their hash
+        data.pop("init_from", None)
     text = json.dumps(data, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -218,6 +220,61 @@ def validate(
 
 
 # -- one fold -----------------------------------------------------------------------------
+def load_initial_weights(net: torch.nn.Module, folder: str | Path, spec: ModelSpec) -> None:
+    """Load the weights of the model in ``folder`` into ``net`` (fine-tuning).
+
+    The model there must be the same network as the one this run trains (registry name and
+    widths); its normalization and spacing are not copied: the run plans its own from its data.
+    """
+    from lungspread.models.checkpoint import load_checkpoint
+
+    source, init_spec = load_checkpoint(folder)
+    if init_spec.name != spec.name or init_spec.kwargs != spec.kwargs:
+        raise ModelError(
+            f"--init model is {init_spec.name} {init_spec.kwargs}, but this run trains "
+            f"{spec.name} {spec.kwargs}; pass --model and --features to match it",
+            folder,
+        )
+    net.load_state_dict(source.state_dict(), strict=True)
+
+
+def _restore_mined(folder: Path, sampler: Any, cases: list[PreparedCase]) -> int | None:
+    """Give ``sampler`` the hard negatives saved in ``folder``; the epoch they were mined."""
+    from lungspread.training.hard_negatives import load_mined
+
+    saved = load_mined(folder, [c.id for c in cases])
+    if saved is None:
+        return None
+    sampler.set_hard_negatives(saved[1])
+    return saved[0]
+
+
+def _mine(
+    ctx: DistContext,
+    net: torch.nn.Module,
+    folder: Path,
+    sampler: Any,
+    cases: list[PreparedCase],
+    plan: dict[str, Any],
+    epoch: int,
+    callbacks: TrainCallbacks,
+) -> None:
+    """Mine the network's false positives on the training cases and sample from them."""
+    from lungspread.training.hard_negatives import mine_hard_negatives, save_mined
+
+    t0 = time.perf_counter()
+    mined = mine_hard_negatives(net, cases, plan, ctx.device, seed=epoch)
+    sampler.set_hard_negatives(mined)
+    if ctx.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_mined(folder, epoch, [c.id for c in cases], mined)
+    hit = sum(1 for m in mined if len(m))
+    callbacks.on_message(
+        f"hard negatives before epoch {epoch + 1}: {sum(len(m) for m in mined)} false-positive "
+        f"voxels in {hit} of {len(cases)} cases ({time.perf_counter() - t0:.0f} s)"
+    )
+
+
 def train_fold(
     ctx: DistContext,
     fold: str,
@@ -275,6 +332,8 @@ def train_fold(
         best_epoch = int(info.get("best_epoch", 0))
         history = list(info.get("history", []))
         scaler_state = info.get("scaler")
+    elif config.init_from:
+        load_initial_weights(net, config.init_from, spec)
     epochs = int(config.epochs)
     world = ctx.world_size
     per_rank_batch = max(1, plan["batch_size"] // world)
@@ -290,7 +349,10 @@ def train_fold(
     loss_fn = SegLoss(config.loss, plan["output"])
     patch = plan["patch_size"]
     src = source_size(patch, config.augment)
-    sampler = PatchSampler(train_cases, src, per_rank_batch, config.oversample_fg)
+    sampler = PatchSampler(
+        train_cases, src, per_rank_batch, config.oversample_fg, config.hard_negatives
+    )
+    mined_at = _restore_mined(folder, sampler, train_cases) if resume else None
     use_amp = bool(config.amp) and device.type == "cuda"
     fp16 = use_amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=fp16)
@@ -302,6 +364,9 @@ def train_fold(
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
             rng, gen = _epoch_streams(config.seed, fold_index, epoch, ctx.rank)
+            if config.hard_negatives > 0 and epoch % config.mine_every == 0 and mined_at != epoch:
+                _mine(ctx, net, folder, sampler, train_cases, plan, epoch, callbacks)
+                mined_at = epoch
             net.train()
             losses = []
             lr = config.lr
@@ -482,6 +547,11 @@ def train(
                     run,
                 )
         config.validate()
+        if config.init_from and not resume:
+            from lungspread.models.checkpoint import load_spec
+
+            config.init_from = str(Path(config.init_from).resolve())
+            load_spec(config.init_from)  # fail now, not after preprocessing
         record = RunRecord(
             "train",
             {"data": str(Path(data).resolve())},
