@@ -100,3 +100,19 @@ def test_build_trainset_writes_an_msd_folder(shared_data: Path, tmp_path: Path) 
             assert case.rsplit("_R_", 1)[0] in val_patients
     ds = MSDDataset.open(out)
     assert not ds.validate()
+    # extending the build to 3 cases keeps the 2 written ones (same bytes) and adds one
+    first = (out / "imagesTr" / "ls_val_0000.nii.gz").stat().st_mtime_ns
+    build_trainset(
+        out,
+        3,
+        seed=7,
+        split="val",
+        lidc_root=shared_data / "lidc-nodule-vois",
+        size="medium",
+        nodules_per_case=(1, 1),
+    )
+    meta3 = json.loads((out / "dataset.json").read_text())
+    assert meta3["numTraining"] == 3 and meta3["training"][:2] == meta["training"]
+    assert (out / "imagesTr" / "ls_val_0000.nii.gz").stat().st_mtime_ns == first
+    with pytest.raises(InputError, match="other settings"):
+        build_trainset(out, 3, seed=8, split="val", lidc_root=None, size="medium")

@@ -100,6 +100,25 @@ def test_foreground_oversampling_last_third_of_batch() -> None:
     assert hits[:4].sum() < 20
 
 
+def test_random_patches_see_the_image_edges() -> None:
+    """Random patch centres cover the whole image: the first slice is inside 5/8 as many
+    patches as a middle slice (centres 0-4 reach it; a box kept inside the image would
+    reach it from 1 centre of 33, 1/8 as often)."""
+    image = np.zeros((8, 8, 40), np.float32)
+    label = np.zeros((8, 8, 40), np.uint8)
+    case = PreparedCase.from_arrays("c", image, label)
+    image[:, :, 0], image[:, :, 20] = 1.0, 2.0
+    sampler = PatchSampler([case], (8, 8, 8), batch_size=1, oversample_fg=0.0)
+    rng = np.random.default_rng(0)
+    seen = np.zeros(3)
+    for _ in range(2000):
+        patch = sampler.sample(rng)[0]
+        seen += [np.any(patch == 1.0), np.any(patch == 2.0), np.any(patch == 0.0)]
+    edge, middle = seen[0] / 2000, seen[1] / 2000
+    assert middle == pytest.approx(8 / 40, abs=0.03)
+    assert edge == pytest.approx(5 / 40, abs=0.03)
+
+
 def test_2d_sampler_takes_slices_and_pads() -> None:
     image = np.arange(6 * 6 * 3, dtype=np.float32).reshape(6, 6, 3)
     label = np.zeros((6, 6, 3), np.uint8)

@@ -257,6 +257,37 @@ def write_msd_dataset(
     write_json(out / "dataset.json", meta)
 
 
+def _written_entries(out: Path, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Entries of ``out/dataset.json`` whose image and label files exist, by case id, when
+    ``out/trainset.json`` holds the same build ``settings`` (any ``n_cases``); an earlier
+    build with other settings is an error, not something to mix with."""
+    try:
+        before = json.loads((out / "trainset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(before, dict):
+        return {}
+    changed = sorted(k for k, v in settings.items() if k != "n_cases" and before.get(k) != v)
+    if changed:
+        raise InputError(
+            f"folder holds a training set built with other settings ({', '.join(changed)}); "
+            "choose a new folder",
+            out,
+        )
+    try:
+        data = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
+        training = data["training"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    found = {}
+    for entry in training:
+        if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
+            continue
+        if (out / entry["image"]).is_file() and (out / entry["label"]).is_file():
+            found[Path(entry["image"]).name.split(".")[0]] = entry
+    return found
+
+
 def build_trainset(
     out: str | Path,
     n_cases: int,
@@ -274,7 +305,8 @@ def build_trainset(
     ``split`` ("train" or "val") picks the LIDC patients whose nodules are pasted (see
     :func:`split_patients`, seed 0) and offsets the phantom seeds (val phantoms are other
     patients than train phantoms for the same ``seed``). Case ``i`` uses phantom seed
-    ``seed * 100_000 + (0 if train else 50_000) + i``, so every case is reproducible alone.
+    ``seed * 100_000 + (0 if train else 50_000) + i``, so every case is reproducible alone,
+    and a folder built with the same settings is extended: its cases are kept, not rebuilt.
     """
     from lungspread.io import write_volume
     from lungspread.phantom import make_phantom
@@ -292,8 +324,25 @@ def build_trainset(
         log.info("%d %s crops, %d sub-solid", len(crops), split, len(subsolid))
     entries: list[dict[str, Any]] = []
     base = seed * 100_000 + (0 if split == "train" else 50_000)
+    settings = {
+        "n_cases": n_cases,
+        "seed": seed,
+        "split": split,
+        "spacing_mm": list(spacing_mm),
+        "nodules_per_case": list(nodules_per_case),
+        "margin_mm": margin_mm,
+        "size": size,
+        "lidc_root": None if lidc_root is None else str(lidc_root),
+    }
+    written = _written_entries(out, settings)
     for i in range(n_cases):
         case_seed = base + i
+        cid = f"ls_{split}_{i:04d}"
+        if cid in written:  # built before (same seed, same case): kept, so a build resumes
+            entries.append(written[cid])
+            if on_case is not None:
+                on_case(i, cid)
+            continue
         rng = np.random.default_rng(case_seed)
         ph = make_phantom(case_seed, size=size)
         ct, tumor, lungs = ph.ct, ph.tumor, ph.lungs
@@ -307,7 +356,6 @@ def build_trainset(
                     ct, tumor = result
                     pasted.append(crop.case)
         img_vol, lab_vol = to_model_grid(ct, tumor, lungs, spacing_mm, margin_mm)
-        cid = f"ls_{split}_{i:04d}"
         write_volume(img_vol, out / "imagesTr" / f"{cid}.nii.gz")
         write_volume(lab_vol, out / "labelsTr" / f"{cid}.nii.gz")
         entries.append(
@@ -329,21 +377,5 @@ def build_trainset(
             f"pasted into the lungs, at {spacing_mm} mm, cropped to the lungs + {margin_mm} mm"
         ),
     )
-    (out / "trainset.json").write_text(
-        json.dumps(
-            {
-                "n_cases": n_cases,
-                "seed": seed,
-                "split": split,
-                "spacing_mm": list(spacing_mm),
-                "nodules_per_case": list(nodules_per_case),
-                "margin_mm": margin_mm,
-                "size": size,
-                "lidc_root": None if lidc_root is None else str(lidc_root),
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
-    )
+    (out / "trainset.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     return out

@@ -65,14 +65,14 @@ def crop_padded(
 def _random_center(
     rng: np.random.Generator, shape: Sequence[int], size: Sequence[int]
 ) -> list[int]:
-    """A centre such that the box stays inside the image where the image is large enough."""
+    """A centre anywhere in the image (the box is padded where it leaves the image), so that
+    every voxel is as likely to be seen as any other, the image's first and last slices
+    included; a box kept inside the image would see them about ``size`` times less often
+    than the middle, and the network would never learn what lies at the edge of its input.
+    Along axes where the image is smaller than the box, the box is centred."""
     out = []
     for n, s in zip(shape, size, strict=True):
-        lo, hi = s // 2, n - (s - s // 2)
-        if hi < lo:  # image smaller than the box: centre it
-            out.append(n // 2)
-        else:
-            out.append(int(rng.integers(lo, hi + 1)))
+        out.append(n // 2 if n <= s else int(rng.integers(0, n)))
     return out
 
 
