@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,15 +82,14 @@ def test_paste_and_model_grid_on_a_phantom(crops: list[NoduleCrop]) -> None:
 def test_build_trainset_writes_an_msd_folder(shared_data: Path, tmp_path: Path) -> None:
     from lungspread.data.msd import MSDDataset
 
-    out = build_trainset(
-        tmp_path / "ts",
-        2,
-        seed=7,
-        split="val",
-        lidc_root=shared_data / "lidc-nodule-vois",
-        size="medium",
-        nodules_per_case=(1, 1),
-    )
+    settings: dict[str, Any] = {
+        "seed": 7,
+        "split": "val",
+        "lidc_root": shared_data / "lidc-nodule-vois",
+        "size": "medium",
+        "nodules_per_case": (1, 1),
+    }
+    out = build_trainset(tmp_path / "ts", 2, **settings)
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["modality"] == {"0": "CT"} and meta["numTraining"] == 2
     val_patients = {
@@ -102,15 +102,7 @@ def test_build_trainset_writes_an_msd_folder(shared_data: Path, tmp_path: Path) 
     assert not ds.validate()
     # extending the build to 3 cases keeps the 2 written ones (same bytes) and adds one
     first = (out / "imagesTr" / "ls_val_0000.nii.gz").stat().st_mtime_ns
-    build_trainset(
-        out,
-        3,
-        seed=7,
-        split="val",
-        lidc_root=shared_data / "lidc-nodule-vois",
-        size="medium",
-        nodules_per_case=(1, 1),
-    )
+    build_trainset(out, 3, **settings)
     meta3 = json.loads((out / "dataset.json").read_text())
     assert meta3["numTraining"] == 3 and meta3["training"][:2] == meta["training"]
     assert (out / "imagesTr" / "ls_val_0000.nii.gz").stat().st_mtime_ns == first

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from lungspread.training.sampling import MAX_FG_VOXELS, PreparedCase
+from lungspread.training.sampling import MAX_FG_VOXELS, PreparedCase, predict_case
 
 #: the mined voxels of the current mining round, beside the checkpoint
 MINED_NAME = "hard_negatives.npz"
@@ -63,23 +63,12 @@ def mine_hard_negatives(
     seed: int = 0,
 ) -> list[np.ndarray]:
     """False-positive voxels of ``net`` on each of ``cases`` (whole cases, sliding window)."""
-    from lungspread.inference.predictor import infer_array
-
     was_training = net.training
     net.eval()
     mined = []
     try:
         for n, case in enumerate(cases):
-            prob = infer_array(
-                net,
-                np.asarray(case.image, dtype=np.float32),
-                plan["dims"],
-                plan["patch_size"],
-                plan["output"],
-                device,
-                overlap=0.25,
-                pad_value=case.pad_value,
-            )
+            prob = predict_case(net, case, plan, device, overlap=0.25)
             mined.append(false_positive_voxels(prob, case.label, seed=seed + n))
     finally:
         net.train(was_training)

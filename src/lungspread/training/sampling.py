@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,25 @@ class PreparedCase:
             coords = coords[np.sort(pick)]
         pad = float(np.min(image)) if image.size else 0.0
         return cls(case_id, image, label, coords.astype(np.int32), pad)
+
+
+def predict_case(
+    net: Any, case: PreparedCase, plan: dict[str, Any], device: Any, overlap: float = 0.5
+) -> np.ndarray:
+    """The network's tumor probability over the whole ``case`` (its grid), by the sliding
+    window inference uses; ``plan`` is the training plan (dims, patch_size, output)."""
+    from lungspread.inference.predictor import infer_array
+
+    return infer_array(
+        net,
+        np.asarray(case.image, dtype=np.float32),
+        plan["dims"],
+        plan["patch_size"],
+        plan["output"],
+        device,
+        overlap=overlap,
+        pad_value=case.pad_value,
+    )
 
 
 def crop_padded(

@@ -187,7 +187,7 @@ def validate(
     net: Any, cases: list[PreparedCase], plan: dict[str, Any], device: torch.device
 ) -> dict[str, float]:
     """Dice on whole validation cases (on the network's grid): pooled and mean per case."""
-    from lungspread.inference.predictor import infer_array
+    from lungspread.training.sampling import predict_case
 
     was_training = net.training
     net.eval()
@@ -195,15 +195,7 @@ def validate(
     per_case = []
     try:
         for case in cases:
-            prob = infer_array(
-                net,
-                np.asarray(case.image, dtype=np.float32),
-                plan["dims"],
-                plan["patch_size"],
-                plan["output"],
-                device,
-                pad_value=case.pad_value,
-            )
+            prob = predict_case(net, case, plan, device)
             pred = prob >= 0.5
             truth = np.asarray(case.label) > 0
             a = int(np.count_nonzero(pred & truth))
