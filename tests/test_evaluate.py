@@ -64,6 +64,11 @@ def test_evaluate_val_subset_is_cross_validation(
     with open(out / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 6 and rows[0]["case"] and "hd95_mm" in rows[0]
+    # one column per aggregated metric, between the case/fold and the volumes
+    from lungspread.metrics import METRIC_KEYS
+
+    tail = ["truth_volume_ml", "pred_volume_ml", "null_reasons"]
+    assert list(rows[0]) == ["case", "fold", *METRIC_KEYS, *tail]
     summary = (out / "summary.csv").read_text().splitlines()
     assert summary[0] == "metric,mean,ci95_lo,ci95_hi,n" and any(
         r.startswith("dice_global,") for r in summary

@@ -31,25 +31,16 @@ from typing import Any
 import numpy as np
 
 from lungspread.errors import InputError, ModelError
+from lungspread.metrics import METRIC_KEYS
 from lungspread.volume import Volume
 
 log = logging.getLogger(__name__)
 
-#: columns of metrics.csv, in order
-CASE_COLUMNS = (
+#: columns of metrics.csv, in order: the case, its fold, every per-case metric, volumes, reasons
+CASE_COLUMNS: tuple[str, ...] = (
     "case",
     "fold",
-    "dice",
-    "iou",
-    "sensitivity",
-    "precision",
-    "fpr",
-    "hd95_mm",
-    "assd_mm",
-    "nsd_2mm",
-    "lesions_tp",
-    "lesions_fp",
-    "lesions_fn",
+    *METRIC_KEYS,
     "truth_volume_ml",
     "pred_volume_ml",
     "null_reasons",
