@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
         ),
         seed: int = typer.Option(0, "--seed", help="Phantom seed (another seed, another patient)."),
         size: str = typer.Option(
-            "small", "--size", help="Phantom size: small (fast) or full (512x512)."
+            "medium",
+            "--size",
+            help="Phantom size: medium (1.8 mm), small (3.6 mm, coarse) or full (512x512).",
         ),
         device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda."),
     ) -> None:

@@ -115,7 +115,11 @@ def postprocess(
         return result
     voxel_mm3 = float(np.prod(spacing_mm))
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    peaks = ndimage.maximum(prob, labels=labels, index=np.arange(1, n + 1))
+    # highest probability per component, from the candidate voxels only (scipy's
+    # ndimage.maximum sorts the whole volume: 5 s on a 35 M-voxel crop, against milliseconds)
+    peaks_all = np.zeros(n + 1, dtype=np.float64)
+    np.maximum.at(peaks_all, labels[candidates], prob[candidates])
+    peaks = peaks_all[1:]
     boxes = ndimage.find_objects(labels)
     near: _LungDistance | None = None
     keep = np.zeros(n + 1, dtype=bool)
