@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/fuzz_readers.py            # 10,000 inputs per reader
     .venv/bin/python benchmarks/fuzz_readers.py -n 2000 --seed 3 --readers nrrd dicom
+    .venv/bin/python benchmarks/fuzz_readers.py --readers dataset.json
+
+Readers: NIfTI, NRRD, MetaImage, DICOM (``read_volume`` + ``assess_ct``) and ``dataset.json``
+(``MSDDataset.open`` of an MSD folder, its properties and ``validate``).
 
 Prints, per reader, how many inputs were read, refused with which lungspread error, and how
 many escaped (any other exception; the offending inputs are kept and listed). Exits 1 if

@@ -10,15 +10,29 @@ Writes ``--cases`` phantom chest CTs (``lungspread.phantom.make_phantom(seed, si
 ..., ``p2_phantom_000.nii.gz``, ...), then runs :func:`lungspread.batch.run_batch` over it in
 this process (one :class:`~lungspread.analyze.Analyzer`, the model loaded once, every export
 written, as ``lungspread analyze FOLDER`` does) and reads the resident memory (``VmRSS`` from
-``/proc/self/status``) after every case, after ``malloc_trim(0)`` so that it counts live memory
-rather than what glibc keeps for later (``--no-trim`` to see the raw figure).
+``/proc/self/status``) after every case, after a full garbage collection and ``malloc_trim(0)``
+so that it counts live memory rather than garbage not yet collected (matplotlib figures are
+reference cycles: up to ~12 MB of them were seen waiting for Python's next full collection)
+or what glibc keeps for later (``--no-trim`` to see the raw figure). It also counts the
+objects the garbage collector tracks (``py_objects``: figures, dicts, lists, log records...),
+which no allocator behaviour blurs. With ``--trace-pass P``, :mod:`tracemalloc` runs from the
+first case of pass P on and the Python objects and numpy arrays alive after each case are
+measured in bytes too (``traced_mb``), at two to three times the run time per case; its own
+tables then add to RSS, so read RSS from a pass without it.
 
 Prints one line per case and, for each pass, the least-squares slope of RSS against the case
-number (MB per case) and its growth. Why passes: PyTorch's oneDNN backend caches compiled
-convolution primitives per input shape (up to ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, 1024), and
-every phantom's lung region has its own shape, so the first pass grows by about 0.5-1 MB per
-new shape until that cache is full; the second pass sees only shapes seen before, so any growth
-there is a leak. Exit code 1 when a case failed or the last pass's slope exceeds
+number (MB per case) and its growth. Why passes: memory grows during the first cases for
+reasons that are bounded, not leaks. PyTorch's oneDNN backend caches compiled convolution
+primitives per input shape (up to ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, 1024), and every
+phantom's lung region has its own shape, so the first pass grows by about 0.5-1 MB per new
+shape. And Python's small-object allocator (pymalloc) gets its memory in 1 MiB arenas and
+returns an arena only when every object in it is freed: the few long-lived objects that each
+case's figures leave in bounded caches (matplotlib's font and text caches, ``re``'s pattern
+cache) pin one more arena now and then, about 1 MB of RSS for a few KB of live objects, until
+those caches are full (measured with ``sys._debugmallocstats``: 134 -> 146 arenas over the
+first two passes of 8 phantoms, none more in the third, while the live small-object bytes
+grew by 35 KB). A later pass sees only shapes seen before, after those caches have filled, so
+growth there is a leak. Exit code 1 when a case failed or the last pass's slope exceeds
 ``--max-slope-mb``.
 
 ``--model`` takes a model folder; without it the bundled model is used when the package has
@@ -30,11 +44,13 @@ Nothing here needs the network.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shutil
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +140,11 @@ def batch_folder(phantoms: list[Path], folder: Path, passes: int) -> Path:
     return folder
 
 
+def pass_of(case: str) -> int:
+    """The pass number of a batch case name ``pP_...``."""
+    return int(str(case).split("_", 1)[0][1:])
+
+
 def soak(
     folder: Path,
     out: Path,
@@ -132,27 +153,45 @@ def soak(
     device: str = "cpu",
     on_case: Any = None,
     trim: bool = False,
+    trace_pass: int | None = None,
 ) -> dict[str, Any]:
-    """Run the batch over ``folder`` into ``out``; RSS (MB) after each finished case (after
-    :func:`malloc_trim` when ``trim``)."""
+    """Run the batch over ``folder`` into ``out``; RSS (MB) after each finished case (after a
+    full :func:`gc.collect` and :func:`malloc_trim` when ``trim``, which also counts the
+    objects the garbage collector tracks: ``py_objects``). With ``trace_pass``,
+    :mod:`tracemalloc` runs from the first case of that pass on and rows also get
+    ``traced_mb`` (Python objects and numpy arrays alive, after the collection)."""
     from lungspread.analyze import Analyzer
     from lungspread.batch import run_batch
 
     analyzer = Analyzer(model=model, device=device).load()
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
+    started_tracing = False
 
     def tell(name: str, status: str, detail: str) -> None:
+        nonlocal started_tracing
         if status == "start":
+            if trace_pass is not None and not started_tracing and pass_of(name) >= trace_pass:
+                tracemalloc.start(1)
+                started_tracing = True
             return
+        row: dict[str, Any] = {"case": name, "status": status}
         if trim:
+            gc.collect()
             malloc_trim()
-        row = {"case": name, "status": status, "rss_mb": round(rss_mb(), 1), "detail": detail}
+            row["py_objects"] = len(gc.get_objects())
+        row.update(rss_mb=round(rss_mb(), 1), detail=detail)
+        if started_tracing:
+            row["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 4)
         rows.append(row)
         if on_case is not None:
             on_case(row)
 
-    summary = run_batch(folder, out, analyzer=analyzer, on_case=tell, export=export)
+    try:
+        summary = run_batch(folder, out, analyzer=analyzer, on_case=tell, export=export)
+    finally:
+        if started_tracing:
+            tracemalloc.stop()
     return {
         "rows": rows,
         "done": summary.done,
@@ -162,9 +201,13 @@ def soak(
 
 
 def summarize(rows: list[dict[str, Any]], warmup: int = 0) -> dict[str, float]:
-    """Slope (MB/case) and growth (MB) of RSS over ``rows`` after the first ``warmup``."""
-    rss = [r["rss_mb"] for r in rows][warmup:]
-    return {
+    """Slope (MB/case) and growth (MB) of RSS over ``rows`` after the first ``warmup``; the
+    same of ``traced_mb`` (``traced_slope_mb_per_case``, ``traced_growth_mb``) and of
+    ``py_objects`` (``objects_per_case``, ``objects_growth``) where every measured row has
+    them."""
+    kept = rows[warmup:]
+    rss = [r["rss_mb"] for r in kept]
+    stats = {
         "measured_cases": len(rss),
         "slope_mb_per_case": round(slope_mb_per_case(rss), 3),
         "growth_mb": round(rss[-1] - rss[0], 1) if rss else 0.0,
@@ -172,13 +215,22 @@ def summarize(rows: list[dict[str, Any]], warmup: int = 0) -> dict[str, float]:
         "rss_last_mb": rss[-1] if rss else float("nan"),
         "rss_max_mb": max(rss) if rss else float("nan"),
     }
+    if kept and all("traced_mb" in r for r in kept):
+        traced = [r["traced_mb"] for r in kept]
+        stats["traced_slope_mb_per_case"] = round(slope_mb_per_case(traced), 4)
+        stats["traced_growth_mb"] = round(traced[-1] - traced[0], 4)
+    if kept and all("py_objects" in r for r in kept):
+        objects = [float(r["py_objects"]) for r in kept]
+        stats["objects_per_case"] = round(slope_mb_per_case(objects), 2)
+        stats["objects_growth"] = int(objects[-1] - objects[0])
+    return stats
 
 
 def summarize_passes(rows: list[dict[str, Any]], warmup: int) -> list[dict[str, float]]:
     """:func:`summarize` of each pass (rows named ``pP_...``); ``warmup`` applies to pass 1."""
     passes: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
-        passes.setdefault(int(str(row["case"]).split("_", 1)[0][1:]), []).append(row)
+        passes.setdefault(pass_of(row["case"]), []).append(row)
     return [{"pass": p, **summarize(passes[p], warmup if p == 1 else 0)} for p in sorted(passes)]
 
 
@@ -195,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None, help="keep phantoms and outputs here")
     ap.add_argument("--max-slope-mb", type=float, default=0.25, help="for the last pass")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (polite default: 1)")
+    ap.add_argument(
+        "--trace-pass", type=int, default=None, help="count Python allocations from this pass on"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the measurements here")
     args = ap.parse_args(argv)
 
@@ -216,12 +271,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"RSS before the batch: {rss_mb():.1f} MB (trim: {args.trim})")
 
     def show(row: dict[str, Any]) -> None:
-        print(f"{row['case']:>16} {row['status']:<7} RSS {row['rss_mb']:8.1f} MB  {row['detail']}")
+        traced = f"  traced {row['traced_mb']:.3f} MB" if "traced_mb" in row else ""
+        if "py_objects" in row:
+            traced += f"  objects {row['py_objects']}"
+        print(
+            f"{row['case']:>16} {row['status']:<7} RSS {row['rss_mb']:8.1f} MB{traced}  "
+            f"{row['detail']}"
+        )
         sys.stdout.flush()
 
     out = work / f"out-{args.cases}x{args.passes}"
     shutil.rmtree(out, ignore_errors=True)
-    result = soak(folder, out, model, args.export, args.device, on_case=show, trim=args.trim)
+    result = soak(
+        folder,
+        out,
+        model,
+        args.export,
+        args.device,
+        on_case=show,
+        trim=args.trim,
+        trace_pass=args.trace_pass,
+    )
     stats = summarize_passes(result["rows"], args.warmup)
     print(f"\n{len(result['done'])} done, {len(result['failed'])} failed in {result['seconds']} s")
     for st in stats:
@@ -229,6 +299,17 @@ def main(argv: list[str] | None = None) -> int:
             f"pass {st['pass']}: RSS {st['rss_first_mb']:.1f} -> {st['rss_last_mb']:.1f} MB "
             f"(max {st['rss_max_mb']:.1f}), slope {st['slope_mb_per_case']:+.3f} MB/case over "
             f"{st['measured_cases']} cases"
+            + (
+                f"; traced {st['traced_growth_mb']:+.3f} MB "
+                f"({st['traced_slope_mb_per_case']:+.4f} MB/case)"
+                if "traced_growth_mb" in st
+                else ""
+            )
+            + (
+                f"; objects {st['objects_growth']:+d} ({st['objects_per_case']:+.1f}/case)"
+                if "objects_growth" in st
+                else ""
+            )
         )
     if args.json is not None:
         payload = {**result, "passes": stats, "args": vars(args)}

@@ -645,20 +645,45 @@ def test_non_empty_output_folder_is_refused_untouched(
     assert not _leftovers(tmp_path)
 
 
-def _unwritable_target(how: str, tmp_path: Path, world: dict[str, Path]) -> Path:
-    """An output folder that cannot be created, three ways; the last one only works for a
-    non-root user (root ignores permissions)."""
+@contextlib.contextmanager
+def _unwritable_target(how: str, tmp_path: Path, world: dict[str, Path]) -> Iterator[Path]:
+    """An output folder that cannot be created, three ways: its parent is a regular file
+    (NotADirectoryError), it is under ``/proc``, or its parent is read-only. Root ignores
+    permission bits, so for root the read-only parent is a read-only tmpfs mounted there
+    (EROFS binds root too); for other users it is a folder with mode 0o500. Undone on exit."""
     if how == "parent-is-a-file":
-        return world["afile"] / "out"
+        yield world["afile"] / "out"
+        return
     if how == "under-proc":
-        return Path("/proc") / f"lungspread-test-{uuid.uuid4().hex[:8]}" / "out"
+        yield Path("/proc") / f"lungspread-test-{uuid.uuid4().hex[:8]}" / "out"
+        return
     locked = tmp_path / "locked"
+    if IS_ROOT:
+        with _tmpfs(locked, "64k", read_only=True) as mounted:
+            if not mounted:
+                pytest.skip("root without `mount`: permission bits do not bind root")
+            yield locked / "out"
+        return
     locked.mkdir()
     locked.chmod(0o500)
-    return locked / "out"
+    try:
+        yield locked / "out"
+    finally:
+        locked.chmod(0o700)
 
 
 UNWRITABLE = ["parent-is-a-file", "under-proc", "read-only-parent"]
+
+#: For each way: what the one error line says (one of these, in lower case) and the path it
+#: names. `train` makes its run folder itself and shows the system's words.
+UNWRITABLE_LINE: dict[str, tuple[tuple[str, ...], str]] = {
+    "parent-is-a-file": (("is a file, expected a folder", "not a directory"), "parent"),
+    "under-proc": (("",), "/proc/"),
+    "read-only-parent": (
+        ("read-only file system",) if IS_ROOT else ("permission denied",),
+        "target",
+    ),
+}
 
 
 def _writer_params() -> list[object]:
@@ -678,20 +703,20 @@ def test_output_folder_that_cannot_be_written(
 ) -> None:
     wr = WRITERS[name]
     need(wr.command)
-    if how == "read-only-parent" and IS_ROOT:
-        pytest.skip("running as root: permissions are not enforced (the other two ways cover it)")
     if how == "under-proc" and name not in ("lungs", "train"):
         pytest.skip("/proc checked on two commands; the parent-is-a-file way covers the rest")
     for fx in wr.needs:
         request.getfixturevalue(fx)
-    target = _unwritable_target(how, tmp_path, world)
     before = _files(world["root"])
-    try:
+    with _unwritable_target(how, tmp_path, world) as target:
         code, _, err = run_cli(_fill(wr.argv, world, target), capsys)
-    finally:
+        assert not target.exists()
         if how == "read-only-parent":
-            target.parent.chmod(0o700)
-    check_error(code, err, [], [target.parent if how == "parent-is-a-file" else "/proc/"])
+            assert list(target.parent.iterdir()) == []  # no staging folder, no temporary file
+    words, named = UNWRITABLE_LINE[how]
+    shown = {"parent": target.parent, "target": target}.get(named, named)
+    line = check_error(code, err, [], [shown])
+    assert any(w in line.lower() for w in words), (words, line)
     assert not target.exists()
     assert not _leftovers(tmp_path, world["root"])
     assert _files(world["root"]) == before
@@ -702,14 +727,16 @@ DISK_ERRNOS = (errno.ENOSPC,)
 
 
 @contextlib.contextmanager
-def _tmpfs(folder: Path, size: str) -> Iterator[bool]:
-    """Mount a tiny tmpfs on ``folder`` (root in most sandboxes); yields False if impossible."""
+def _tmpfs(folder: Path, size: str, read_only: bool = False) -> Iterator[bool]:
+    """Mount a tiny tmpfs on ``folder`` (root in most sandboxes), read-only if asked; yields
+    False if impossible."""
     folder.mkdir(parents=True, exist_ok=True)
     if not IS_ROOT or shutil.which("mount") is None:
         yield False
         return
+    opts = f"size={size}" + (",ro" if read_only else "")
     proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(folder)],
         capture_output=True,
         check=False,
     )

@@ -176,17 +176,30 @@ def test_two_processes_at_once_do_not_interfere(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect: passed in its author's runs, but a clean clone on 2026-11-28 measured "
-    "1.15 MB/case growth in the second pass (bound 0.5); under investigation (issue 7)",
-)
+# 24 analyses: about 3.5 min on a busy 2-core machine, over 10 when it is saturated
+@pytest.mark.timeout(1800)
 def test_batch_memory_stays_flat(tmp_path: Path) -> None:
-    """8 small phantoms analyzed twice in one batch, in this process, every export on: every
-    case finishes, and in the second pass (input shapes seen before, so PyTorch's per-shape
-    oneDNN cache is warm) live memory grows by less than 0.5 MB per case (least squares)
-    and 8 MB in all. Keeping one CT (2.4 MB as float32) or one matplotlib figure per case
-    would exceed both. See benchmarks/soak_batch.py for the 50-case run."""
+    """8 small phantoms analyzed three times in one batch, in this process, every export on:
+    every case finishes, and over the third pass memory stays flat.
+
+    Why the third pass: the first cases grow memory for bounded reasons that are not leaks.
+    PyTorch's oneDNN cache compiles convolutions per new input shape (pass 1 brings every
+    shape). And pymalloc, Python's small-object allocator, returns a 1 MiB arena only when
+    every object in it is freed: the few KB of long-lived objects that bounded caches
+    (matplotlib's font and text caches, ``re``'s) take during a case's figures pin a new arena
+    now and then, so RSS grows by up to about 1 MB per case for a few KB of live objects
+    until those caches are full (measured: 134 -> 146 arenas over the first two passes, none
+    more in the third). That, and figures waiting for the garbage collector, is what the old
+    two-pass check measured in a clean clone (1.15 MB/case in pass 2).
+
+    Measured after each case, after a full garbage collection (matplotlib figures are
+    reference cycles) and ``malloc_trim``, over pass 3: resident memory (native allocations
+    too: numpy buffers, PyTorch, zlib, FreeType) must grow by less than 0.25 MB per case and
+    3 MB in all, and the number of objects the garbage collector tracks by less than 5 per
+    case and 40 in all (an allocator-independent count). Keeping one CT per case (1.2 MB as
+    int16), a float32 probability map, or one matplotlib figure (thousands of objects) would
+    exceed them. ``benchmarks/soak_batch.py --trace-pass`` adds tracemalloc's byte count, at
+    two to three times the run time; it runs the 50-case soak too."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         import soak_batch
@@ -194,12 +207,17 @@ def test_batch_memory_stays_flat(tmp_path: Path) -> None:
         sys.path.remove(str(REPO / "benchmarks"))
     model = soak_batch.tiny_model(tmp_path / "model")
     phantoms = soak_batch.write_phantoms(tmp_path / "phantoms", 8, "small")
-    folder = soak_batch.batch_folder(phantoms, tmp_path / "cts", passes=2)
+    folder = soak_batch.batch_folder(phantoms, tmp_path / "cts", passes=3)
     result = soak_batch.soak(folder, tmp_path / "out", model, export=True, trim=True)
-    assert result["failed"] == {} and len(result["done"]) == 16
-    _, second = soak_batch.summarize_passes(result["rows"], warmup=3)
-    assert second["measured_cases"] == 8
-    assert second["slope_mb_per_case"] < 0.5, result["rows"]
-    assert second["growth_mb"] < 8.0, result["rows"]
-    for name in (f"p{p}_phantom_{n:03d}" for p in (1, 2) for n in range(8)):
+    assert result["failed"] == {} and len(result["done"]) == 24
+    rows = result["rows"]
+    passes = soak_batch.summarize_passes(rows, warmup=3)
+    print(*passes, sep="\n")  # the figures, for the log (pytest -rP)
+    third = passes[2]
+    assert third["measured_cases"] == 8
+    assert third["slope_mb_per_case"] < 0.25, rows
+    assert third["growth_mb"] < 3.0, rows
+    assert third["objects_per_case"] < 5.0, rows
+    assert third["objects_growth"] < 40, rows
+    for name in (f"p{p}_phantom_{n:03d}" for p in (1, 2, 3) for n in range(8)):
         assert (tmp_path / "out" / name / "run.json").is_file()

@@ -417,10 +417,8 @@ def _run_all(
 def _check_identity(outs: dict[str, Path], secrets: dict[str, str]) -> None:
     assert any(k.startswith("PatientID=") for k in secrets), secrets
     for name in ("analyze", "lungs", "spread", "follow-up", "export"):
-        # the run.json of spread and follow-up records the input paths (follow-up reads the
-        # masks through them; documented in docs/guarantees.md); their reports carry none.
-        skip = ("run.json",) if name in ("spread", "follow-up") else ()
-        assert not leaks(outs[name], secrets, skip), (name, leaks(outs[name], secrets, skip))
+        # every file, run.json included: the commands record input file names, not paths
+        assert not leaks(outs[name], secrets, ()), (name, leaks(outs[name], secrets, ()))
     # the DICOM-SEG keeps the identity (the standard requires it) ...
     seg = pydicom.dcmread(str(outs["export"] / "segmentation.dcm"), stop_before_pixels=True)
     pid = next(v for k, v in secrets.items() if k.startswith("PatientID="))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lungspread.cli.app import main
-from lungspread.io import write_volume
+from lungspread.io import read_volume, write_volume
 from lungspread.volume import Volume
 from test_spread_report import SPACING, lungs_array, tumor_array
 
@@ -41,7 +41,7 @@ def _one_error_line(err: str) -> str:
 def test_spread_on_a_mask_only(files: dict[str, Path], tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     assert main(["spread", str(files["mask"]), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "run.json", "tumor.nii.gz"]
     report = json.loads((out / "report.json").read_text())
     les = report["lesions"][0]
     assert les["volume_ml"] == pytest.approx(448 * 1.5 * 1.5 * 2.5 / 1000, abs=1e-4)
@@ -51,7 +51,11 @@ def test_spread_on_a_mask_only(files: dict[str, Path], tmp_path: Path, capsys) -
     assert report["lungs"]["total_ml"] is None and "lungs" in report["null_reasons"]
     run = json.loads((out / "run.json").read_text())
     assert run["command"] == "spread"
-    assert run["inputs"]["mask"] == str(files["mask"].resolve())
+    assert run["inputs"] == {"mask": "tumor.nii.gz", "ct": None, "lungs": None, "lobes": None}
+    # the mask as measured, 0/1 on the input's grid
+    kept = read_volume(out / "tumor.nii.gz")
+    assert np.array_equal(kept.array, (tumor_array() > 0).astype(np.uint8))
+    assert np.allclose(kept.affine, read_volume(files["mask"]).affine)
     assert "measure" in run["timings_s"]
     assert "4 lesion(s)" in capsys.readouterr().out
 
@@ -114,10 +118,95 @@ def test_follow_up_command(tmp_path: Path, capsys) -> None:
     rec = res["recist"]
     assert rec["sum_change_pct"] <= -30.0
     assert res["response"] == "PR"
-    assert res["matching"]["masks_used"] is True  # masks found through run.json
+    assert res["matching"]["masks_used"] is True  # the masks spread kept in its folders
     assert "RECIST 1.1 response: PR" in capsys.readouterr().out
     # A folder without report.json: one line, exit 2.
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["follow-up", str(empty), str(fu_dir), "--out", str(tmp_path / "x")]) == 2
     assert "report.json" in _one_error_line(capsys.readouterr().err)
+
+
+def _spread_pair(root: Path, patient: str) -> tuple[Path, Path]:
+    """spread run on a baseline and a follow-up mask stored under a folder named after the
+    patient (as real folders often are); returns the two spread output folders."""
+    src = root / patient / "scans"
+    src.mkdir(parents=True)
+    fu_t = tumor_array()
+    fu_t[30:58, 28:32, 20:24] = 0
+    outs = []
+    for arr, tag in ((tumor_array(), "baseline"), (fu_t, "followup")):
+        mask = _write(arr, src / f"{patient}_{tag}_mask.nii.gz")
+        lungs = _write(lungs_array(), src / f"{patient}_{tag}_lungs.nii.gz")
+        out = root / f"{patient}-{tag}-spread"
+        assert main(["spread", str(mask), "--lungs", str(lungs), "--out", str(out)]) == 0
+        outs.append(out)
+    return outs[0], outs[1]
+
+
+def test_run_json_carries_no_input_paths(tmp_path: Path, capsys) -> None:
+    """spread and follow-up record file and folder names only, as analyze does (folder names
+    often carry patient names); follow-up works from the folders alone, even moved elsewhere
+    after the inputs are gone."""
+    import shutil
+
+    patient = "Doe_Jane_19571102"
+    base, fu = _spread_pair(tmp_path / "site", patient)
+    run = json.loads((base / "run.json").read_text())
+    assert run["inputs"] == {
+        "mask": f"{patient}_baseline_mask.nii.gz",
+        "ct": None,
+        "lungs": f"{patient}_baseline_lungs.nii.gz",
+        "lobes": None,
+    }
+    assert str(tmp_path) not in (base / "run.json").read_text()
+    # the inputs go away and the spread folders move: follow-up still matches on the masks
+    shutil.rmtree(tmp_path / "site" / patient)
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(tmp_path / "site"), str(moved))
+    base, fu = moved / base.name, moved / fu.name
+    out = tmp_path / "cmp"
+    assert main(["follow-up", str(base), str(fu), "--out", str(out)]) == 0
+    res = json.loads((out / "followup.json").read_text())
+    assert res["matching"]["masks_used"] is True
+    assert res["response"] == "PR"
+    fu_run = json.loads((out / "run.json").read_text())
+    assert fu_run["inputs"] == {
+        "baseline": base.name,
+        "followup": fu.name,
+        "baseline_tumor": "tumor.nii.gz",
+        "followup_tumor": "tumor.nii.gz",
+        "baseline_lungs": None,  # the reports carry the lung geometry: no lung map read
+        "followup_lungs": None,
+    }
+    text = (out / "run.json").read_text() + (out / "followup.json").read_text()
+    assert str(tmp_path) not in text and "scans" not in text
+    capsys.readouterr()
+
+
+def test_follow_up_reads_old_spread_folders(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Spread folders written before spread kept its mask name it by absolute path in
+    run.json: follow-up still finds it there. A bare name is never looked up in the current
+    folder (where an unrelated file of that name may sit)."""
+    base, fu = _spread_pair(tmp_path, "p1")
+    for folder, tag in ((base, "baseline"), (fu, "followup")):
+        (folder / "tumor.nii.gz").unlink()
+        run = json.loads((folder / "run.json").read_text())
+        run["inputs"]["mask"] = str(tmp_path / "p1" / "scans" / f"p1_{tag}_mask.nii.gz")
+        (folder / "run.json").write_text(json.dumps(run))
+    assert main(["follow-up", str(base), str(fu), "--out", str(tmp_path / "old")]) == 0
+    res = json.loads((tmp_path / "old" / "followup.json").read_text())
+    assert res["matching"]["masks_used"] is True
+    # now bare names, with files of those names in the current folder: not used
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    for folder, tag in ((base, "baseline"), (fu, "followup")):
+        run = json.loads((folder / "run.json").read_text())
+        run["inputs"]["mask"] = f"p1_{tag}_mask.nii.gz"
+        (folder / "run.json").write_text(json.dumps(run))
+        _write(tumor_array(), cwd / f"p1_{tag}_mask.nii.gz")
+    monkeypatch.chdir(cwd)
+    assert main(["follow-up", str(base), str(fu), "--out", str(tmp_path / "bare")]) == 0
+    res = json.loads((tmp_path / "bare" / "followup.json").read_text())
+    assert res["matching"]["masks_used"] is False
+    capsys.readouterr()

@@ -30,7 +30,19 @@ def _check_writable_parent(out: Path) -> None:
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"parent {parent} is a file, expected a folder", out)
     if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        if _read_only_file_system(parent):
+            raise OutputError(
+                "cannot write here (the parent folder is on a read-only file system)", out
+            )
         raise OutputError("cannot write here (permission denied on the parent folder)", out)
+
+
+def _read_only_file_system(folder: Path) -> bool:
+    """True when ``folder`` is on a file system mounted read-only (which binds root too)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 1))
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        return False
 
 
 @contextlib.contextmanager

@@ -76,14 +76,18 @@ def spread_command(
     """Measure each lesion of a tumor mask and how far the tumor has spread (report.json).
 
     With --ct and no --lungs the lungs are segmented from the CT (and written to
-    lungs.nii.gz). Without lungs, the lung-dependent values are null with a reason.
+    lungs.nii.gz). Without lungs, the lung-dependent values are null with a reason. The mask
+    as measured (0/1) is kept as tumor.nii.gz, for follow-up.
     """
+    import numpy as np
+
     from lungspread.io import read_volume, write_volume
     from lungspread.outputs import RunRecord, output_dir, write_json
     from lungspread.spread import compute_spread
 
     paths = {"mask": mask, "ct": ct, "lungs": lungs, "lobes": lobes}
-    inputs = {k: (str(p.resolve()) if p is not None else None) for k, p in paths.items()}
+    # file names only, as analyze records them: folder names often carry patient names
+    inputs = {k: (p.name if p is not None else None) for k, p in paths.items()}
     record = RunRecord(
         "spread",
         inputs,
@@ -109,7 +113,13 @@ def spread_command(
         )
         record.stage("measure")
         write_json(stage / "report.json", report)
-        written = ["report.json"]
+        # follow-up matches lesions on the masks; keeping the mask here makes the folder
+        # self-contained (no input path to record, and it can be moved or shared)
+        write_volume(
+            tumor_vol.with_array((np.asarray(tumor_vol.array) != 0).astype(np.uint8)),
+            stage / "tumor.nii.gz",
+        )
+        written = ["report.json", "tumor.nii.gz"]
         if lung_map is not None and lungs is None and lobes is None:
             write_volume(
                 lung_map.with_array(lung_map.array.astype("uint8")), stage / "lungs.nii.gz"
@@ -126,7 +136,13 @@ def _volume_if(path: Path | None) -> Any:
 
 
 def _analysis_files(folder: Path) -> tuple[Path | None, Path | None]:
-    """Tumor mask and lung map of a spread/analyze output folder (None when absent)."""
+    """Tumor mask and lung map of a spread/analyze output folder (None when absent).
+
+    Both are looked for in the folder (``tumor.nii.gz``, ``lungs.nii.gz``). Older spread
+    folders (from before spread kept its mask) recorded absolute input paths in ``run.json``;
+    those are used then. A bare file name there (what is recorded now) is never looked up, so
+    nothing is read from the current folder by accident.
+    """
     import json
 
     tumor = folder / "tumor.nii.gz"
@@ -139,12 +155,17 @@ def _analysis_files(folder: Path) -> tuple[Path | None, Path | None]:
             run = {}
     inputs = run.get("inputs") if isinstance(run.get("inputs"), dict) else {}
     assert isinstance(inputs, dict)
+
+    def recorded(key: str) -> Path:
+        named = inputs.get(key)
+        if isinstance(named, str) and Path(named).is_absolute():
+            return Path(named)
+        return Path("/nonexistent")
+
     if not tumor.is_file():
-        named = inputs.get("mask")
-        tumor = Path(named) if isinstance(named, str) else Path("/nonexistent")
+        tumor = recorded("mask")
     if not lungs.is_file():
-        named = inputs.get("lungs")
-        lungs = Path(named) if isinstance(named, str) else Path("/nonexistent")
+        lungs = recorded("lungs")
     return (tumor if tumor.is_file() else None, lungs if lungs.is_file() else None)
 
 
@@ -169,13 +190,18 @@ def follow_up_command(
     fu = load_report(followup_dir)
     bt, bl = _analysis_files(baseline_dir)
     ft, fl = _analysis_files(followup_dir)
+
+    def name(path: Path | None) -> str | None:
+        # file and folder names only, as analyze records them: paths carry patient names
+        return None if path is None else path.name
+
     inputs = {
-        "baseline": str(baseline_dir.resolve()),
-        "followup": str(followup_dir.resolve()),
-        "baseline_tumor": None if bt is None else str(bt),
-        "followup_tumor": None if ft is None else str(ft),
-        "baseline_lungs": None if bl is None else str(bl),
-        "followup_lungs": None if fl is None else str(fl),
+        "baseline": name(baseline_dir.resolve()),
+        "followup": name(followup_dir.resolve()),
+        "baseline_tumor": name(bt),
+        "followup_tumor": name(ft),
+        "baseline_lungs": name(bl),
+        "followup_lungs": name(fl),
     }
     record = RunRecord("follow-up", inputs, {})
     with output_dir(out, overwrite) as stage:

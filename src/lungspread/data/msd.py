@@ -39,6 +39,8 @@ DATASET_JSON = "dataset.json"
 _NIFTI_ENDINGS = (".nii.gz", ".nii")
 #: Largest tolerated difference between an image's and its label's affine entries (mm).
 GRID_TOLERANCE_MM = 1e-2
+#: Largest ``dataset.json`` read (bytes); the MSD tasks' files are tens of KB.
+MAX_DATASET_JSON_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,89 @@ def case_id_from_path(path: str | Path, strip_channel: bool = False) -> str:
     return name
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value from ``dataset.json`` for an error message: one line, at most ``limit`` chars.
+
+    Strings and numbers as ``repr`` (quotes and escapes, so a newline or NUL cannot break the
+    message), anything else as compact JSON; never fails (deep nesting, huge containers).
+    """
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        try:
+            text = repr(value)
+        except ValueError:  # an int too long for str()
+            text = f"<integer of {value.bit_length()} bits>"  # type: ignore[union-attr]
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=True)
+        except (ValueError, TypeError, RecursionError):
+            text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shown_path(path: Path, limit: int = 160) -> str:
+    """A path for an error message: as it is when printable, else quoted with escapes."""
+    text = str(path)
+    if not text.isprintable():
+        text = repr(text)
+    return text if len(text) <= limit else text[: limit // 2 - 2] + "..." + text[-limit // 2 :]
+
+
+def _check_file(path: Path, what: str, jpath: Path) -> None:
+    """Raise :class:`InputError` (naming ``jpath``) unless ``path`` is an existing file."""
+    try:
+        ok = path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, an unencodable name
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputError(
+            f"{what} cannot be looked up ({reason}): {_shown_path(path)}", jpath
+        ) from None
+    if not ok:
+        raise InputError(f"{what} is missing ({_shown_path(path)})", jpath)
+
+
+def _load_json(jpath: Path) -> Any:
+    """The parsed ``dataset.json``; every way it can be unreadable is an :class:`InputError`."""
+    try:
+        size = jpath.stat().st_size
+        if size > MAX_DATASET_JSON_BYTES:
+            raise InputError(
+                f"dataset.json is {size / 2**20:.0f} MB; expected a small JSON file (at most "
+                f"{MAX_DATASET_JSON_BYTES // 2**20} MB)",
+                jpath,
+            )
+        raw = jpath.read_bytes()
+    except OSError as exc:
+        raise InputError(f"dataset.json cannot be read ({exc.strerror})", jpath) from exc
+    try:
+        return json.loads(raw.decode("utf-8-sig"))  # a byte-order mark is tolerated
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"dataset.json is not UTF-8 text ({exc.reason} at byte {exc.start})", jpath
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"dataset.json is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            jpath,
+        ) from exc
+    except RecursionError:
+        raise InputError(
+            "dataset.json is nested too deeply (hundreds of levels); expected a dataset "
+            "description a few levels deep",
+            jpath,
+        ) from None
+    except ValueError as exc:  # e.g. a number longer than Python's 4300-digit limit
+        reason = str(exc).split(";")[0]
+        raise InputError(
+            f"dataset.json holds a value that cannot be read ({reason})", jpath
+        ) from None
+
+
 def _as_index_map(obj: Any, key: str, path: Path) -> dict[str, str]:
     """Parse ``{"0": "CT"}`` (or nnU-Net v2 ``{"background": 0}`` for labels) into str->str."""
     if not isinstance(obj, dict) or not obj:
         raise InputError(
             f'key {key!r} must be a non-empty object like {{"0": ...}}, found '
-            f"{type(obj).__name__} {json.dumps(obj)[:60]}",
+            f"{type(obj).__name__} {_shown(obj, 60)}",
             path,
         )
     out: dict[str, str] = {}
@@ -79,14 +158,15 @@ def _as_index_map(obj: Any, key: str, path: Path) -> dict[str, str]:
             i = int(str(idx))
         except ValueError:
             raise InputError(
-                f'key {key!r}: {idx!r} is not an integer index (expected e.g. {{"0": ...}})',
+                f'key {key!r}: {_shown(idx)} is not an integer index (expected e.g. {{"0": ...}})',
                 path,
             ) from None
         if i < 0 or i > 255:
             raise InputError(f"key {key!r}: index {i} out of range 0-255", path)
         if not isinstance(name, str):
             raise InputError(
-                f"key {key!r}: value for {idx!r} must be a string, found {name!r}", path
+                f"key {key!r}: value for {_shown(idx)} must be a string, found {_shown(name)}",
+                path,
             )
         if str(i) in out:
             raise InputError(f"key {key!r}: index {i} declared twice", path)
@@ -96,10 +176,10 @@ def _as_index_map(obj: Any, key: str, path: Path) -> dict[str, str]:
 
 def _resolve_inside(root: Path, rel: Any, what: str, path: Path) -> Path:
     if not isinstance(rel, str) or not rel.strip():
-        raise InputError(f"{what} must be a relative path string, found {rel!r}", path)
+        raise InputError(f"{what} must be a relative path string, found {_shown(rel)}", path)
     p = Path(rel)
     if p.is_absolute() or ".." in p.parts:
-        raise InputError(f"{what} {rel!r} must be a path inside the dataset folder", path)
+        raise InputError(f"{what} {_shown(rel)} must be a path inside the dataset folder", path)
     return root / p
 
 
@@ -132,18 +212,7 @@ class MSDDataset:
                 "labelsTr/)",
                 root,
             )
-        try:
-            data = json.loads(jpath.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as exc:
-            raise InputError(f"dataset.json is not UTF-8 text ({exc.reason})", jpath) from exc
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"dataset.json is not valid JSON: {exc.msg} at line {exc.lineno} column "
-                f"{exc.colno}",
-                jpath,
-            ) from exc
-        except OSError as exc:
-            raise InputError(f"dataset.json cannot be read ({exc.strerror})", jpath) from exc
+        data = _load_json(jpath)
         if not isinstance(data, dict):
             raise InputError(
                 f"dataset.json must hold a JSON object, found {type(data).__name__}", jpath
@@ -170,7 +239,7 @@ class MSDDataset:
             raise InputError("key 'labels' must declare label \"0\" (background)", jpath)
         name = data.get("name", root.name)
         if not isinstance(name, str):
-            raise InputError(f"key 'name' must be a string, found {name!r}", jpath)
+            raise InputError(f"key 'name' must be a string, found {_shown(name)}", jpath)
         cases = cls._cases_from_json(root, data, jpath)
         if not cases:
             raise InputError("dataset.json lists no training cases", jpath)
@@ -217,7 +286,7 @@ class MSDDataset:
                 if not isinstance(entry, dict) or "image" not in entry:
                     raise InputError(
                         f"key 'training' entry {n} must be an object with an \"image\" path, "
-                        f"found {json.dumps(entry)[:80]}",
+                        f"found {_shown(entry)}",
                         jpath,
                     )
                 image = _resolve_inside(root, entry["image"], f"training[{n}].image", jpath)
@@ -233,14 +302,20 @@ class MSDDataset:
         else:
             ending = data.get("file_ending", ".nii.gz")
             if not isinstance(ending, str) or not ending:
-                raise InputError(f"key 'file_ending' must be a string, found {ending!r}", jpath)
+                raise InputError(
+                    f"key 'file_ending' must be a string, found {_shown(ending)}", jpath
+                )
             images_dir = root / "imagesTr"
             if not images_dir.is_dir():
                 raise InputError(
                     "dataset.json has no 'training' list and there is no imagesTr/ folder", jpath
                 )
             v2 = "channel_names" in data
-            for img in sorted(images_dir.iterdir()):
+            try:
+                listing = sorted(images_dir.iterdir())
+            except OSError as exc:
+                raise InputError(f"cannot list imagesTr/ ({exc.strerror})", jpath) from exc
+            for img in listing:
                 if img.name.startswith(".") or not img.name.endswith(ending):
                     continue
                 stem = img.name[: -len(ending)]
@@ -253,12 +328,11 @@ class MSDDataset:
         seen: dict[str, Path] = {}
         for c in cases:
             if c.id in seen:
-                raise InputError(f"case id {c.id!r} is listed twice", jpath)
+                raise InputError(f"case id {_shown(c.id)} is listed twice", jpath)
             seen[c.id] = c.image
-            if not c.image.is_file():
-                raise InputError(f"image of case {c.id!r} is missing ({c.image})", jpath)
-            if c.label is not None and not c.label.is_file():
-                raise InputError(f"label of case {c.id!r} is missing ({c.label})", jpath)
+            _check_file(c.image, f"image of case {_shown(c.id)}", jpath)
+            if c.label is not None:
+                _check_file(c.label, f"label of case {_shown(c.id)}", jpath)
         return cases
 
     # -- facts ------------------------------------------------------------------------------

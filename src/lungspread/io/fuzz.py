@@ -3,10 +3,15 @@
 :func:`fuzz_reader` writes small valid seed files of one format, then, input after input,
 applies one to three random mutations (bit flips, overwritten/inserted/deleted bytes,
 truncation, and format-aware ones: header numbers replaced by extreme values, header lines
-deleted or duplicated, NIfTI header fields and DICOM elements set to odd values) and calls
-:func:`lungspread.io.read_volume` and, when that succeeds, :func:`lungspread.ct_check.assess_ct`.
-Any exception that is not a :class:`~lungspread.errors.LungspreadError` is an *escape* and is
-recorded with the input that caused it. Deterministic for a seed.
+deleted or duplicated, NIfTI header fields and DICOM elements set to odd values, JSON values
+replaced by wrong types, odd paths and raw text the encoder would never write) and calls the
+reader: :func:`lungspread.io.read_volume` and, when that succeeds,
+:func:`lungspread.ct_check.assess_ct` for the image formats; for ``dataset.json``,
+:meth:`lungspread.data.msd.MSDDataset.open` on an MSD folder with tiny images and labels, then
+the dataset's properties and :meth:`~lungspread.data.msd.MSDDataset.validate`.
+Any exception that is not a :class:`~lungspread.errors.LungspreadError`, and a lungspread error
+whose message is more than one line, is an *escape* and is recorded with the input that caused
+it. Deterministic for a seed.
 
 Used by ``tests/test_fuzz_readers.py`` (a few hundred inputs) and
 ``benchmarks/fuzz_readers.py`` (10,000+ per reader).
@@ -25,13 +30,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lungspread.errors import LungspreadError
 from lungspread.volume import Volume
 
-READERS = ("nifti", "nrrd", "metaimage", "dicom")
+READERS = ("nifti", "nrrd", "metaimage", "dicom", "dataset.json")
 
 _INTERESTING_NUMBERS = (
     "0",
@@ -103,11 +109,82 @@ def _seed_volume() -> Volume:
     return Volume(arr, affine)
 
 
+def _dataset_seeds(tmp: Path, vol: Volume) -> list[dict[str, bytes]]:
+    """Three small MSD folders: MSD form (with ``patient``, a test list), nnU-Net v2 form,
+    and an MSD form with three labels and an unlabelled case, written on one line."""
+    import json
+
+    from lungspread.io.nifti import write_nifti
+
+    img = Volume(vol.array[:4, :4, :3], vol.affine)
+    lab_arr = np.zeros(img.shape, np.uint8)
+    lab_arr[1:3, 1:3, 1] = 1
+    write_nifti(img, tmp / "img.nii.gz")
+    write_nifti(Volume(lab_arr, img.affine), tmp / "lab.nii.gz")
+    lab_arr[0, 0, 0] = 2
+    write_nifti(Volume(lab_arr, img.affine), tmp / "lab3.nii.gz")
+    image, label, label3 = (tmp / n for n in ("img.nii.gz", "lab.nii.gz", "lab3.nii.gz"))
+    msd = {
+        "name": "Lung",
+        "description": "fuzz seed",
+        "tensorImageSize": "3D",
+        "modality": {"0": "CT"},
+        "labels": {"0": "background", "1": "cancer"},
+        "numTraining": 2,
+        "numTest": 1,
+        "training": [
+            {"image": "./imagesTr/lung_001.nii.gz", "label": "./labelsTr/lung_001.nii.gz",
+             "patient": "p1"},
+            {"image": "./imagesTr/lung_002.nii.gz", "label": "./labelsTr/lung_002.nii.gz"},
+        ],
+        "test": ["./imagesTs/lung_003.nii.gz"],
+    }  # fmt: skip
+    v2 = {
+        "channel_names": {"0": "CT"},
+        "labels": {"background": 0, "tumor": 1},
+        "numTraining": 2,
+        "file_ending": ".nii.gz",
+    }
+    multi = {
+        "name": "Multi",
+        "modality": {"0": "CT"},
+        "labels": {"0": "background", "1": "tumor", "2": "vessel"},
+        "training": [
+            {"image": "imagesTr/a.nii.gz", "label": "labelsTr/a.nii.gz"},
+            {"image": "imagesTr/b.nii.gz", "label": None},
+        ],
+    }
+    return [
+        {
+            "dataset.json": json.dumps(msd, indent=4).encode(),
+            "imagesTr/lung_001.nii.gz": image.read_bytes(),
+            "labelsTr/lung_001.nii.gz": label.read_bytes(),
+            "imagesTr/lung_002.nii.gz": image.read_bytes(),
+            "labelsTr/lung_002.nii.gz": label.read_bytes(),
+            "imagesTs/lung_003.nii.gz": image.read_bytes(),
+        },
+        {
+            "dataset.json": json.dumps(v2, indent=2).encode(),
+            "imagesTr/case_000_0000.nii.gz": image.read_bytes(),
+            "labelsTr/case_000.nii.gz": label.read_bytes(),
+            "imagesTr/case_001_0000.nii.gz": image.read_bytes(),
+            "labelsTr/case_001.nii.gz": label.read_bytes(),
+        },
+        {
+            "dataset.json": json.dumps(multi).encode(),
+            "imagesTr/a.nii.gz": image.read_bytes(),
+            "labelsTr/a.nii.gz": label3.read_bytes(),
+            "imagesTr/b.nii.gz": image.read_bytes(),
+        },
+    ]
+
+
 def seed_files(reader: str) -> list[dict[str, bytes]]:
     """Valid small inputs of one reader, each a mapping file name -> bytes.
 
     The first name of each mapping is what :func:`read_volume` is called on (for DICOM the
-    folder holding all the names).
+    folder holding all the names; for ``dataset.json`` the folder, an MSD dataset whose other
+    names are relative paths such as ``imagesTr/lung_001.nii.gz``).
     """
     from lungspread.io.metaimage import write_metaimage
     from lungspread.io.nifti import write_nifti
@@ -179,6 +256,8 @@ def seed_files(reader: str) -> list[dict[str, bytes]]:
                 rescale_intercept=-1024.0,
             )
             return [{p.name: p.read_bytes() for p in paths}]
+        if reader == "dataset.json":
+            return _dataset_seeds(tmp, vol)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     raise ValueError(f"unknown reader {reader!r}; expected one of {READERS}")
@@ -447,6 +526,179 @@ def _mutate_dicom(data: bytes, rng: random.Random) -> bytes:
         return _overwrite(data, rng)
 
 
+#: Values a JSON node is replaced with: wrong types, edge numbers, odd strings.
+_JSON_VALUES: tuple[object, ...] = (
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    2,
+    256,
+    2.5,
+    1e308,
+    -1e308,
+    10**40,
+    "",
+    " ",
+    "0",
+    "-1",
+    "1.5",
+    "256",
+    "CT",
+    "MR",
+    "background",
+    "a\nb",
+    "\u202e\u0000x",
+    [],
+    {},
+    [1, 2],
+    [None],
+    {"0": "CT"},
+    {"0": ["CT"]},
+    {"background": 0, "tumor": 0},
+    {"0": "background", "00": "x"},
+    {"image": 1},
+    {"image": None, "label": "./labelsTr/lung_001.nii.gz"},
+    {"label": "./labelsTr/lung_001.nii.gz"},
+)
+
+#: Strings for path entries: traversal, absolute paths, links to elsewhere, odd characters.
+_JSON_PATHS: tuple[str, ...] = (
+    "../outside.nii.gz",
+    "./imagesTr/../../etc/passwd",
+    "imagesTr/../imagesTr/lung_001.nii.gz",
+    "/etc/passwd",
+    "/dev/zero",
+    "/proc/self/mem",
+    "~/x.nii.gz",
+    "C:\\Windows\\x.nii.gz",
+    "\\\\server\\share\\x.nii.gz",
+    "imagesTr",
+    ".",
+    "./",
+    "",
+    "imagesTr/lung_001.nii",
+    "imagesTr/lung_002.nii.gz",
+    "labelsTr/lung_001.nii.gz",
+    "imagesTr/\u0000.nii.gz",
+    "imagesTr/\ud800.nii.gz",
+    "imagesTr/\udcff.nii.gz",
+    "imagesTr/a\nb.nii.gz",
+    "imagesTr/" + "x" * 300 + ".nii.gz",
+    "d/" * 2100 + "x.nii.gz",
+    "imagesTr/lung_001.nii.gz\u0000.txt",
+)
+
+#: Text that ``json.dumps`` never writes, put in place of a node: deep nesting, numbers too
+#: long or too large, NaN/Infinity literals, invalid UTF-8 and lone surrogates.
+_JSON_RAW: tuple[bytes, ...] = (
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"a":' * 30_000 + b"1" + b"}" * 30_000,
+    b"[" * 900 + b"]" * 900,
+    b"9" * 5000,
+    b"-" + b"9" * 4400,
+    b"0." + b"1" * 5000,
+    b"1e999",
+    b"-1E400",
+    b"NaN",
+    b"Infinity",
+    b"-Infinity",
+    b'"\xff\xfe\x80"',
+    b'"\xed\xa0\x80"',
+    b'"\\ud800"',
+    b'"\\udc00x"',
+    b"\x00",
+    b"-0",
+    b"01",
+    b"1_000",
+    b"0x1F",
+    b"'CT'",
+    b"[1,]",
+)
+
+
+def _json_nodes(obj: Any, out: list[tuple[Any, Any]]) -> None:
+    """Every (container, key) pair of a parsed JSON document, depth first."""
+    if isinstance(obj, dict):
+        for k in list(obj):
+            out.append((obj, k))
+            _json_nodes(obj[k], out)
+    elif isinstance(obj, list):
+        for i in range(len(obj)):
+            out.append((obj, i))
+            _json_nodes(obj[i], out)
+
+
+def _mutate_json(data: bytes, rng: random.Random) -> bytes:
+    """One structure-aware change of a JSON document: a node replaced (by a wrong type, an odd
+    path or raw text), deleted, duplicated or renamed, or the whole text re-encoded."""
+    import json
+
+    try:
+        doc: object = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return rng.choice(_BYTE_MUTATIONS)(data, rng)
+    nodes: list[tuple[Any, Any]] = []
+    try:
+        _json_nodes(doc, nodes)
+    except RecursionError:  # a document nested about as deep as the parser allows
+        return rng.choice(_BYTE_MUTATIONS)(data, rng)
+    raw: dict[str, bytes] = {}
+    op = rng.random()
+    if not nodes or op < 0.05:
+        doc = rng.choice([[doc], {"dataset": doc}, None, "dataset.json", 1, []])
+    elif op < 0.6:
+        parent, key = rng.choice(nodes)
+        r = rng.random()
+        value: object
+        if r < 0.3:
+            value = rng.choice(_JSON_PATHS)
+        elif r < 0.55:
+            sentinel = f"\u0000RAW{len(raw)}\u0000"
+            raw[sentinel] = rng.choice(_JSON_RAW)
+            value = sentinel
+        else:
+            value = rng.choice(_JSON_VALUES)
+        parent[key] = value
+    elif op < 0.75:
+        parent, key = rng.choice(nodes)
+        del parent[key]  # parents are dicts and lists
+    elif op < 0.85:
+        parent, key = rng.choice(nodes)
+        if isinstance(parent, list):
+            parent.insert(int(key), parent[key])
+        elif isinstance(parent, dict):
+            parent[rng.choice(("modality", "channel_names", "labels", "training", "test",
+                               "image", "label", "patient", "name", "file_ending",
+                               "numTraining", str(key).upper(), "1"))] = parent[key]  # fmt: skip
+    else:
+        parent, key = rng.choice(nodes)
+        if isinstance(parent, dict):
+            parent[str(key) + rng.choice(("", " ", "_", "\u00e9"))] = parent.pop(key)
+            if isinstance(key, str) and rng.random() < 0.5:
+                parent[key.upper()] = parent.pop(str(key), None)
+    try:
+        text = json.dumps(
+            doc, ensure_ascii=rng.random() < 0.5, indent=rng.choice((None, 1, 4)), allow_nan=True
+        )
+    except (RecursionError, ValueError):
+        return rng.choice(_BYTE_MUTATIONS)(data, rng)
+    encoded = text.encode("utf-8", errors="surrogatepass")
+    for sentinel, blob in raw.items():
+        quoted = json.dumps(sentinel).encode()
+        encoded = encoded.replace(quoted, blob)
+    r = rng.random()
+    if r < 0.03:
+        encoded = text.encode("utf-16", errors="surrogatepass")
+    elif r < 0.06:
+        encoded = b"\xef\xbb\xbf" + encoded
+    elif r < 0.09:
+        encoded = text.encode("latin-1", errors="replace")
+    return encoded
+
+
 def mutate(name: str, data: bytes, rng: random.Random) -> bytes:
     """One to three stacked mutations of a file's bytes, format-aware by ``name``."""
     out = data
@@ -459,6 +711,8 @@ def mutate(name: str, data: bytes, rng: random.Random) -> bytes:
             out = _mutate_nifti_header(out, rng)
         elif r < 0.5 and lname.endswith(".dcm"):
             out = _mutate_dicom(out, rng)
+        elif r < 0.9 and lname.endswith(".json"):
+            out = _mutate_json(out, rng)
         elif r < 0.7 and lname.endswith((".nii", ".nrrd", ".mha", ".dcm")):
             # mutations confined to the first kilobyte, where the headers are
             head, tail = out[:1024], out[1024:]
@@ -484,6 +738,33 @@ def _gz_variant(name: str, data: bytes, rng: random.Random) -> bytes:
 # -- the loop -----------------------------------------------------------------------------
 
 
+def read_input(reader: str, target: Path) -> None:
+    """What the fuzzer runs on one input: the reader, then what is done next with its result.
+
+    Images: :func:`~lungspread.io.read_volume` and :func:`~lungspread.ct_check.assess_ct`.
+    ``dataset.json``: :meth:`MSDDataset.open(folder) <lungspread.data.msd.MSDDataset.open>`,
+    the properties the commands use, and :meth:`~lungspread.data.msd.MSDDataset.validate`
+    (which reads every case and returns the problems as lungspread errors).
+    """
+    if reader == "dataset.json":
+        from lungspread.data.msd import MSDDataset
+
+        ds = MSDDataset.open(target)
+        _ = (ds.is_ct, ds.label_values, ds.groups, ds.is_2d, [ds.case(c.id) for c in ds.cases])
+        for problem in ds.validate(check_voxels=True):
+            _check_one_line(problem)
+        return
+    from lungspread.ct_check import assess_ct
+    from lungspread.io.readers import read_volume
+
+    assess_ct(read_volume(target))
+
+
+def _check_one_line(exc: LungspreadError) -> None:
+    if "\n" in str(exc) or "\r" in str(exc):
+        raise AssertionError(f"{type(exc).__name__} message is not one line: {str(exc)!r}")
+
+
 def fuzz_reader(
     reader: str,
     n_inputs: int,
@@ -491,10 +772,9 @@ def fuzz_reader(
     workdir: str | Path | None = None,
     max_escapes: int = 20,
 ) -> FuzzReport:
-    """Run ``n_inputs`` mutated inputs through ``read_volume`` (and ``assess_ct``)."""
-    from lungspread.ct_check import assess_ct
-    from lungspread.io.readers import read_volume
-
+    """Run ``n_inputs`` mutated inputs of ``reader`` (one of :data:`READERS`) through
+    :func:`read_input`; counts each outcome (``read`` or the lungspread error's class) and
+    keeps the first ``max_escapes`` escapes with their inputs (under ``workdir``)."""
     seeds = seed_files(reader)
     rng = random.Random(f"{reader}-{seed}")
     report = FuzzReport(reader)
@@ -518,6 +798,8 @@ def fuzz_reader(
             victims = {rng.choice(names)}
             if reader == "dicom" and rng.random() < 0.2:
                 victims = set(names)
+            if reader == "dataset.json":  # the images are fuzzed as NIfTI already
+                victims = {"dataset.json"}
             for name, data in case.items():
                 if name in victims:
                     data = (
@@ -525,23 +807,28 @@ def fuzz_reader(
                         if name.endswith(".gz")
                         else mutate(name, data, rng)
                     )
-                (folder / name).write_bytes(data)
-            target = folder if reader == "dicom" else folder / names[0]
+                path = folder / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            target = folder if reader in ("dicom", "dataset.json") else folder / names[0]
             t0 = time.perf_counter()
+            problem: str | None = None
             try:
-                vol = read_volume(target)
-                assess_ct(vol)
+                read_input(reader, target)
                 report.outcomes["read"] += 1
             except LungspreadError as exc:
-                report.outcomes[type(exc).__name__] += 1
+                if "\n" in str(exc) or "\r" in str(exc):
+                    problem = f"{type(exc).__name__} message is not one line: {str(exc)!r}"
+                else:
+                    report.outcomes[type(exc).__name__] += 1
             except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem is not None:
                 report.outcomes["ESCAPED"] += 1
                 if len(report.escapes) < max_escapes:
                     kept = base / f"escape-{i}"
                     shutil.copytree(folder, kept, dirs_exist_ok=True)
-                    report.escapes.append(
-                        f"input {i}: {type(exc).__name__}: {exc} (kept in {kept})"
-                    )
+                    report.escapes.append(f"input {i}: {problem[:400]} (kept in {kept})")
             dt = time.perf_counter() - t0
             report.slowest_s = max(report.slowest_s, dt)
             report.n_inputs += 1
