@@ -116,3 +116,17 @@ def test_training_with_mining_saves_and_resumes_exactly(toy: Path, tmp_path: Pat
     a, b = _weights(ref / "fold_0"), _weights(crashed / "fold_0")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_runs_from_before_the_new_options_still_resume() -> None:
+    """The checkpoint hash of a run written before --init/--hard-negatives existed (its
+    config.json has no such keys) is what the current code computes when they are off."""
+    import hashlib
+
+    from lungspread.training.trainer import LATER_OPTIONS, config_hash
+
+    cfg = make_config("default", model="fast3d")
+    old = {k: v for k, v in cfg.to_json().items() if k not in LATER_OPTIONS and k != "epochs"}
+    old_hash = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
+    assert config_hash(cfg) == old_hash
+    assert config_hash(make_config("default", model="fast3d", hard_negatives=0.5)) != old_hash

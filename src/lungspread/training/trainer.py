@@ -94,12 +94,18 @@ class TrainResult:
 
 
 # -- helpers ------------------------------------------------------------------------------
+#: TrainConfig options added after the first release, with their "off" values
+LATER_OPTIONS: dict[str, Any] = {"init_from": None, "hard_negatives": 0.0, "mine_every": 5}
+
+
 def config_hash(config: TrainConfig) -> str:
     """Hash of the settings that must not change on resume (everything but ``epochs``)."""
     data = config.to_json()
     data.pop("epochs", None)
-    if data.get("init_from") is None:  # runs from before --init existed keep their hash
-        data.pop("init_from", None)
+    # options added after 0.1.0 count only when set, so that older runs still resume
+    for key, default in LATER_OPTIONS.items():
+        if key in data and data[key] == default:
+            data.pop(key)
     text = json.dumps(data, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
