@@ -94,8 +94,8 @@ class TrainResult:
 
 
 # -- helpers ------------------------------------------------------------------------------
-#: TrainConfig options added after the first release, with their "off" values
-LATER_OPTIONS: dict[str, Any] = {"init_from": None, "hard_negatives": 0.0, "mine_every": 5}
+#: TrainConfig options added after the first release; at their defaults they are "off"
+LATER_OPTIONS = ("init_from", "hard_negatives", "mine_every")
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -103,8 +103,9 @@ def config_hash(config: TrainConfig) -> str:
     data = config.to_json()
     data.pop("epochs", None)
     # options added after 0.1.0 count only when set, so that older runs still resume
-    for key, default in LATER_OPTIONS.items():
-        if key in data and data[key] == default:
+    defaults = TrainConfig()
+    for key in LATER_OPTIONS:
+        if key in data and data[key] == getattr(defaults, key):
             data.pop(key)
     text = json.dumps(data, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
