@@ -361,9 +361,20 @@ def test_init_starts_from_another_models_weights(toy: Path, tmp_path: Path) -> N
             device="cpu",
             tensorboard=False,
         )
+    assert not (tmp_path / "mismatch").exists()  # refused before anything was written
+    with pytest.raises(ModelError, match=r"differs from this run's \(features \[4, 8, 16\] vs"):
+        train(
+            toy,
+            tmp_path / "widths",
+            tiny_config(init_from=str(ref), model_kwargs={"features": [4, 8, 8]}, **one_step),
+            device="cpu",
+            tensorboard=False,
+        )
 
 
-def test_cli_init_bundled_names_the_mismatch(toy: Path, tmp_path: Path) -> None:
+def test_cli_init_bundled_names_the_mismatch(
+    toy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from lungspread.cli.app import main
 
     code = main(
@@ -384,6 +395,9 @@ def test_cli_init_bundled_names_the_mismatch(toy: Path, tmp_path: Path) -> None:
         ]
     )
     assert code == 2
+    err = capsys.readouterr().err
+    assert "--init model is fast3d, but this run trains unet3d" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
     code = main(
         [
             "train",

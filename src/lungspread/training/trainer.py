@@ -219,6 +219,29 @@ def validate(
 
 
 # -- one fold -----------------------------------------------------------------------------
+def check_initial_model(folder: str | Path, name: str, kwargs: dict[str, Any]) -> None:
+    """Raise :class:`ModelError` unless the model in ``folder`` is the network ``name`` with
+    ``kwargs`` (the one this run trains), so that ``--init`` can start from its weights."""
+    from lungspread.models.checkpoint import load_spec
+
+    init_spec = load_spec(folder)
+    if init_spec.name != name:
+        raise ModelError(
+            f"--init model is {init_spec.name}, but this run trains {name}; pass --model "
+            f"{init_spec.name}",
+            folder,
+        )
+    differ = sorted(
+        k for k in set(kwargs) | set(init_spec.kwargs) if kwargs.get(k) != init_spec.kwargs.get(k)
+    )
+    if differ:
+        shown = ", ".join(f"{k} {init_spec.kwargs.get(k)} vs {kwargs.get(k)}" for k in differ)
+        raise ModelError(
+            f"--init model's {name} differs from this run's ({shown}); pass --features to match",
+            folder,
+        )
+
+
 def load_initial_weights(net: torch.nn.Module, folder: str | Path, spec: ModelSpec) -> None:
     """Load the weights of the model in ``folder`` into ``net`` (fine-tuning).
 
@@ -227,13 +250,8 @@ def load_initial_weights(net: torch.nn.Module, folder: str | Path, spec: ModelSp
     """
     from lungspread.models.checkpoint import load_checkpoint
 
-    source, init_spec = load_checkpoint(folder)
-    if init_spec.name != spec.name or init_spec.kwargs != spec.kwargs:
-        raise ModelError(
-            f"--init model is {init_spec.name} {init_spec.kwargs}, but this run trains "
-            f"{spec.name} {spec.kwargs}; pass --model and --features to match it",
-            folder,
-        )
+    check_initial_model(folder, spec.name, spec.kwargs)
+    source, _ = load_checkpoint(folder)
     net.load_state_dict(source.state_dict(), strict=True)
 
 
@@ -550,7 +568,7 @@ def train(
             from lungspread.models.checkpoint import load_spec
 
             config.init_from = str(Path(config.init_from).resolve())
-            load_spec(config.init_from)  # fail now, not after preprocessing
+            load_spec(config.init_from)  # a missing model fails now, not after planning
         record = RunRecord(
             "train",
             {"data": str(Path(data).resolve())},
@@ -565,7 +583,6 @@ def train(
         cache = Path(cache_dir) if cache_dir is not None else run / "preprocessed"
         # -- plans and splits (rank 0 writes, the others read) --
         if ctx.is_main:
-            run.mkdir(parents=True, exist_ok=True)
             if resume and (run / PLANS_JSON).is_file():
                 plans = _load_json(run / PLANS_JSON)
             else:
@@ -574,7 +591,10 @@ def train(
                 # linear image resampling: the same interpolation the Predictor applies
                 dplan["resampling"] = {"image_order": 1, "label_order": 1}
                 tplan = plan_training(dplan, config, ctx.device.type, speed)
+                if config.init_from:  # before anything is written into the run folder
+                    check_initial_model(config.init_from, tplan["model"], tplan["model_kwargs"])
                 plans = {"dataset": dplan, "training": tplan}
+                run.mkdir(parents=True, exist_ok=True)
                 write_json(run / CONFIG_JSON, config.to_json())
                 write_json(run / PLANS_JSON, plans)
             if not (run / SPLITS_JSON).is_file():
