@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 val_every=args.val_every,
                 folds=4,
                 fit_samples=10**6,
+                hard_negatives=args.hard_negatives,
+                mine_every=args.mine_every,
             )
             resume = (run_dir / "config.json").is_file()
             train(
@@ -139,6 +141,11 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--val-every", type=int, default=5)
+    p.add_argument(
+        "--hard-negatives", type=float, default=0.0,
+        help="share of random patches centred on mined false positives (train --hard-negatives)",
+    )  # fmt: skip
+    p.add_argument("--mine-every", type=int, default=5, help="epochs between mining rounds")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     run(p.parse_args())

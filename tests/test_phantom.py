@@ -144,7 +144,7 @@ def test_tumor_hu_matches_its_density() -> None:
     core = ndi.binary_erosion(lab == by_density["solid"]["id"], iterations=2)
     assert -40 < np.median(ct[core]) < 90
     core = ndi.binary_erosion(lab == by_density["ground-glass"]["id"], iterations=2)
-    assert -720 < np.median(ct[core]) < -250
+    assert -800 < np.median(ct[core]) < -420  # GROUND_GLASS_HU plus texture and blur
     # equivalent diameter of a central round tumor is the requested one (within a voxel)
     for les in ph.lesions:
         assert les["equivalent_diameter_mm"] == pytest.approx(24.0, abs=2.0)
