@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/build_trainset.py OUT --cases N [--seed S] [--split train|val]
         [--lidc ../shared/data/lidc-nodule-vois] [--spacing 1.5] [--size full]
+        [--subsolid-share 0.35] [--subsolid-scale 0.85,1.25] [--subsolid-contrast 1,1]
 
 Writes an MSD-format folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``) of phantom
 chests with real LIDC-IDRI nodules pasted into their lungs, which ``lungspread train`` reads.
@@ -20,7 +21,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (two numbers), got {text!r}") from None
+    return lo, hi
+
+
 def main(argv: list[str] | None = None) -> int:
+    from lungspread.data.trainset import CONTRAST_RANGE, SCALE_RANGE, SUBSOLID_SHARE, build_trainset
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1].strip() if __doc__ else "")
     ap.add_argument("out", type=Path)
     ap.add_argument("--cases", type=int, required=True)
@@ -36,10 +47,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="full", help="phantom size (small or full)")
     ap.add_argument("--min-nodules", type=int, default=1)
     ap.add_argument("--max-nodules", type=int, default=4)
+    ap.add_argument(
+        "--subsolid-share",
+        type=float,
+        default=SUBSOLID_SHARE,
+        help="chance that a pasted nodule is ground-glass or part-solid (1 = only those)",
+    )
+    ap.add_argument(
+        "--subsolid-scale",
+        type=_range,
+        default=SCALE_RANGE,
+        help="size factors of pasted sub-solid nodules, LO,HI",
+    )
+    ap.add_argument(
+        "--subsolid-contrast",
+        type=_range,
+        default=CONTRAST_RANGE,
+        help="contrast of pasted sub-solid nodules against the lung, LO,HI (1 = as scanned)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from lungspread.data.trainset import build_trainset
     from lungspread.errors import LungspreadError
 
     t0 = time.perf_counter()
@@ -59,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             nodules_per_case=(args.min_nodules, args.max_nodules),
             size=args.size,
             on_case=progress,
+            subsolid_share=args.subsolid_share,
+            subsolid_scale=args.subsolid_scale,
+            subsolid_contrast=args.subsolid_contrast,
         )
     except LungspreadError as exc:
         print(f"error: {exc}", file=sys.stderr)

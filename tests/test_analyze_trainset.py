@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from lungspread.data.trainset import (
+    SUBSOLID_P90_HU,
     TEST_PATIENTS,
     NoduleCrop,
     build_trainset,
+    crop_p90_hu,
     draw_crops,
     lidc_crops,
     paste_crop,
@@ -100,11 +102,49 @@ def test_build_trainset_writes_an_msd_folder(shared_data: Path, tmp_path: Path) 
             assert case.rsplit("_R_", 1)[0] in val_patients
     ds = MSDDataset.open(out)
     assert not ds.validate()
-    # extending the build to 3 cases keeps the 2 written ones (same bytes) and adds one
+    # extending the build to 3 cases keeps the 2 written ones (same bytes) and adds one, also
+    # for a folder written before subsolid_share was recorded (the default is assumed)
     first = (out / "imagesTr" / "ls_val_0000.nii.gz").stat().st_mtime_ns
+    recorded = json.loads((out / "trainset.json").read_text())
+    assert recorded.pop("subsolid_share") == 0.35
+    assert recorded.pop("subsolid_contrast") == [1.0, 1.0]
+    assert recorded.pop("subsolid_scale") == [0.85, 1.25]
+    (out / "trainset.json").write_text(json.dumps(recorded))
     build_trainset(out, 3, **settings)
     meta3 = json.loads((out / "dataset.json").read_text())
     assert meta3["numTraining"] == 3 and meta3["training"][:2] == meta["training"]
     assert (out / "imagesTr" / "ls_val_0000.nii.gz").stat().st_mtime_ns == first
     with pytest.raises(InputError, match="other settings"):
         build_trainset(out, 3, seed=8, split="val", lidc_root=None, size="medium")
+
+
+def test_subsolid_settings_out_of_range_are_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="subsolid_share"):
+        build_trainset(tmp_path / "ts", 1, lidc_root=None, subsolid_share=1.5)
+    with pytest.raises(InputError, match="subsolid_contrast"):
+        build_trainset(tmp_path / "ts", 1, lidc_root=None, subsolid_contrast=(0.0, 0.5))
+    with pytest.raises(InputError, match="subsolid_scale"):
+        build_trainset(tmp_path / "ts", 1, lidc_root=None, subsolid_scale=(1.5, 1.0))
+    assert not (tmp_path / "ts").exists()
+
+
+@pytest.mark.slow
+def test_subsolid_share_1_pastes_only_subsolid_nodules(shared_data: Path, tmp_path: Path) -> None:
+    root = shared_data / "lidc-nodule-vois"
+    out = build_trainset(
+        tmp_path / "ggo",
+        1,
+        seed=3,
+        split="val",
+        lidc_root=root,
+        size="medium",
+        nodules_per_case=(3, 3),
+        subsolid_share=1.0,
+        subsolid_contrast=(0.6, 0.6),
+    )
+    pasted = json.loads((out / "dataset.json").read_text())["training"][0]["lidc_nodules"]
+    assert pasted
+    by_case = {c.case: c for c in lidc_crops(root)}
+    assert all(crop_p90_hu(by_case[case]) < SUBSOLID_P90_HU for case in pasted)
+    recorded = json.loads((out / "trainset.json").read_text())
+    assert recorded["subsolid_share"] == 1.0 and recorded["subsolid_contrast"] == [0.6, 0.6]

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from lungspread.errors import GeometryError
+from lungspread.errors import GeometryError, InputError
 from lungspread.phantom import insert_nodule, make_phantom
 from lungspread.phantom.compare import CTStats, ct_stats
 from lungspread.phantom.insert import lung_site
@@ -87,6 +87,14 @@ def test_insert_real_nodule_into_phantom_lung(shared_data: Path) -> None:
     far[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = False
     assert not changed[far].any()
     assert np.all(ct.array >= ph.ct.array)
+    # contrast 0.5 keeps half of the nodule's excess over the lung, in the same mask
+    faded, tumor_f = insert_nodule(ph, None, hu, mask, spacing, centre, contrast=0.5)
+    assert np.array_equal(tumor_f.array, tumor.array)
+    excess = ct.array[t].astype(float) - ph.ct.array[t]
+    excess_f = faded.array[t].astype(float) - ph.ct.array[t]
+    assert np.abs(excess_f - 0.5 * excess).max() <= 1.0  # rounding to whole HU
+    with pytest.raises(InputError, match="contrast"):
+        insert_nodule(ph, None, hu, mask, spacing, centre, contrast=0.0)
 
 
 def test_insert_real_nodule_into_real_ct(shared_data: Path) -> None:

@@ -394,6 +394,12 @@ def _rows() -> list[Row]:
         Row("convert-slices-wrong-layout", "dataset convert msd-slices",
             ("dataset", "convert", "msd-slices", "{nodicom}", "{out}"), ("train/images",),
             ("nodicom",)),
+        Row("merge-missing-source", "dataset merge",
+            ("dataset", "merge", "{out}", "{toy}", "{missing}"), ("no such dataset folder",),
+            ("missing",)),
+        Row("merge-malformed-dataset-json", "dataset merge",
+            ("dataset", "merge", "{out}", "{toy}", "{ds_badjson}"), ("not valid JSON",),
+            ("ds_badjson",)),
     ]  # fmt: skip
     datasets = {
         "malformed-dataset-json": ("ds_badjson", ("not valid JSON",), "ds_badjson"),

@@ -1,4 +1,4 @@
-"""``lungspread dataset``: download, inspect and convert MSD-format datasets."""
+"""``lungspread dataset``: download, inspect, convert and merge MSD-format datasets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 def register(app: typer.Typer) -> None:
     ds = typer.Typer(
         name="dataset",
-        help="Download, inspect and convert Medical Segmentation Decathlon (MSD) datasets.",
+        help="Download, inspect, convert and merge Medical Segmentation Decathlon (MSD) datasets.",
         no_args_is_help=True,
     )
     conv = typer.Typer(
@@ -140,6 +140,25 @@ def register(app: typer.Typer) -> None:
         Console(soft_wrap=True).print(
             f"{out}: {s['n_cases']} cases from {s['n_patients']} patient groups, "
             f"{s['n_with_tumor']} with tumor"
+        )
+
+    @ds.command("merge")
+    def merge(
+        out: Path = typer.Argument(..., help="New MSD folder (must not exist)."),
+        sources: list[Path] = typer.Argument(..., help="Two or more MSD folders."),
+        name: str | None = typer.Option(None, "--name", help="Name of the merged dataset."),
+        copy: bool = typer.Option(
+            False, "--copy", help="Copy the files (default: hard links where possible)."
+        ),
+    ) -> None:
+        """Combine MSD folders into one; case ids get their source folder's name in front."""
+        from rich.console import Console
+
+        from lungspread.data.merge import merge_datasets
+
+        merged = merge_datasets(out, list(sources), name=name, link=not copy)
+        Console(soft_wrap=True).print(
+            f"{out}: {len(merged.cases)} cases from {len(sources)} datasets"
         )
 
     @conv.command("msd-slices")

@@ -48,6 +48,11 @@ TEST_PATIENTS = ("LIDC-IDRI-0001", "LIDC-IDRI-0002")
 #: (ground-glass or part-solid) when drawing nodules; the mean would call most small solid
 #: nodules sub-solid because of the partial volume at their edge.
 SUBSOLID_P90_HU = -200.0
+#: Default chance that a pasted nodule is sub-solid (about twice their share of the crops).
+SUBSOLID_SHARE = 0.35
+#: Default size factors of pasted nodules, and contrasts (1 = as scanned).
+SCALE_RANGE = (0.85, 1.25)
+CONTRAST_RANGE = (1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,7 @@ def draw_crops(
     n: int,
     rng: np.random.Generator,
     subsolid: set[str],
-    subsolid_share: float = 0.35,
+    subsolid_share: float = SUBSOLID_SHARE,
     max_diameter_mm: float = 40.0,
 ) -> list[NoduleCrop]:
     """``n`` crops drawn with replacement, sub-solid ones with probability ``subsolid_share``."""
@@ -173,10 +178,13 @@ def paste_crop(
     rng: np.random.Generator,
     juxtapleural_share: float = 0.25,
     coarse: Volume | None = None,
+    scale_range: tuple[float, float] = SCALE_RANGE,
+    contrast_range: tuple[float, float] = CONTRAST_RANGE,
 ) -> tuple[Volume, Volume] | None:
     """Blend one real nodule into the lungs (:func:`lungspread.phantom.insert_nodule`) at a
     random site: deep enough for the nodule to fit, or (``juxtapleural_share`` of the time)
-    against the lung's boundary, turned and flipped at random and scaled by 0.85-1.25.
+    against the lung's boundary, turned and flipped at random, scaled by a factor drawn from
+    ``scale_range`` and faded by a contrast drawn from ``contrast_range`` (1 = as scanned).
     Returns the new (CT, tumor mask), or None when no site fits."""
     from lungspread.errors import GeometryError
     from lungspread.phantom.insert import insert_nodule, lung_site
@@ -186,6 +194,12 @@ def paste_crop(
     depth = 1.0 if rng.random() < juxtapleural_share else max(3.0, 0.8 * radius_mm)
     try:
         center = lung_site(coarse if coarse is not None else _coarse_lungs(lungs), rng, depth)
+        # drawn in this order so that sets built before the ranges existed come out the same
+        rotation = random_rotation(rng)
+        scale = float(rng.uniform(*scale_range))
+        contrast = (
+            1.0 if tuple(contrast_range) == (1.0, 1.0) else float(rng.uniform(*contrast_range))
+        )
         new_ct, new_tumor = insert_nodule(
             ct,
             tumor,
@@ -194,8 +208,9 @@ def paste_crop(
             img.spacing,
             [float(v) for v in center],
             lungs=lungs,
-            rotation=random_rotation(rng),
-            scale=float(rng.uniform(0.85, 1.25)),
+            rotation=rotation,
+            scale=scale,
+            contrast=contrast,
         )
     except (InputError, GeometryError) as exc:
         log.info("%s not pasted: %s", crop.case, exc)
@@ -267,6 +282,10 @@ def _written_entries(out: Path, settings: dict[str, Any]) -> dict[str, dict[str,
         return {}
     if not isinstance(before, dict):
         return {}
+    # folders built before these options existed
+    before.setdefault("subsolid_share", SUBSOLID_SHARE)
+    before.setdefault("subsolid_scale", list(SCALE_RANGE))
+    before.setdefault("subsolid_contrast", list(CONTRAST_RANGE))
     changed = sorted(k for k, v in settings.items() if k != "n_cases" and before.get(k) != v)
     if changed:
         raise InputError(
@@ -299,6 +318,9 @@ def build_trainset(
     margin_mm: float = 15.0,
     size: str = "full",
     on_case: Callable[[int, str], None] | None = None,
+    subsolid_share: float = SUBSOLID_SHARE,
+    subsolid_scale: tuple[float, float] = SCALE_RANGE,
+    subsolid_contrast: tuple[float, float] = CONTRAST_RANGE,
 ) -> Path:
     """Write ``n_cases`` phantom chests with pasted real nodules as an MSD folder ``out``.
 
@@ -307,12 +329,27 @@ def build_trainset(
     patients than train phantoms for the same ``seed``). Case ``i`` uses phantom seed
     ``seed * 100_000 + (0 if train else 50_000) + i``, so every case is reproducible alone,
     and a folder built with the same settings is extended: its cases are kept, not rebuilt.
+    ``subsolid_share`` is the chance that a pasted nodule is a sub-solid one (see
+    :func:`draw_crops`; 1.0 pastes only ground-glass and part-solid nodules);
+    ``subsolid_scale`` and ``subsolid_contrast`` are the ranges that those nodules' size
+    factor and contrast are drawn from (:func:`paste_crop`; a contrast below 1 makes fainter
+    ground glass than any crop has, with real texture). Solid nodules keep the defaults.
     """
     from lungspread.io import write_volume
     from lungspread.phantom import make_phantom
 
     if split not in ("train", "val"):
         raise InputError(f"split must be 'train' or 'val', got {split!r}")
+    if not 0.0 <= subsolid_share <= 1.0:
+        raise InputError(f"subsolid_share must be between 0 and 1, got {subsolid_share}")
+    for name, (lo, hi), bounds in (
+        ("subsolid_scale", subsolid_scale, (0.2, 5.0)),
+        ("subsolid_contrast", subsolid_contrast, (0.0, 1.0)),
+    ):
+        if not bounds[0] < lo <= hi <= bounds[1]:
+            raise InputError(
+                f"{name} must be a range lo <= hi within ({bounds[0]}, {bounds[1]}], got {lo}, {hi}"
+            )
     out = Path(out)
     (out / "imagesTr").mkdir(parents=True, exist_ok=True)
     (out / "labelsTr").mkdir(parents=True, exist_ok=True)
@@ -333,6 +370,9 @@ def build_trainset(
         "margin_mm": margin_mm,
         "size": size,
         "lidc_root": None if lidc_root is None else str(lidc_root),
+        "subsolid_share": subsolid_share,
+        "subsolid_scale": [float(v) for v in subsolid_scale],
+        "subsolid_contrast": [float(v) for v in subsolid_contrast],
     }
     written = _written_entries(out, settings)
     for i in range(n_cases):
@@ -350,8 +390,18 @@ def build_trainset(
         if crops:
             k = int(rng.integers(nodules_per_case[0], nodules_per_case[1] + 1))
             coarse = _coarse_lungs(lungs)
-            for crop in draw_crops(crops, k, rng, subsolid):
-                result = paste_crop(ct, tumor, lungs, crop, rng, coarse=coarse)
+            for crop in draw_crops(crops, k, rng, subsolid, subsolid_share):
+                soft = crop.case in subsolid
+                result = paste_crop(
+                    ct,
+                    tumor,
+                    lungs,
+                    crop,
+                    rng,
+                    coarse=coarse,
+                    scale_range=subsolid_scale if soft else SCALE_RANGE,
+                    contrast_range=subsolid_contrast if soft else CONTRAST_RANGE,
+                )
                 if result is not None:
                     ct, tumor = result
                     pasted.append(crop.case)

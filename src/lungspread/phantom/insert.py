@@ -35,6 +35,7 @@ def insert_nodule(
     feather_mm: float = 1.5,
     rotation: np.ndarray | None = None,
     scale: float = 1.0,
+    contrast: float = 1.0,
 ) -> tuple[Volume, Volume]:
     """Blend a nodule crop into a CT; returns the new CT and the new tumor mask (0/1).
 
@@ -44,7 +45,9 @@ def insert_nodule(
     ``nodule_spacing_mm``; the crop's axes are taken along the patient's x, y, z (use
     ``rotation``, a 3x3 orthonormal matrix, to turn it). ``center_mm``: RAS world point where
     the centroid of the nodule mask goes. ``scale`` enlarges or shrinks the nodule.
-    ``lungs``: a lung label on the CT's grid; the nodule is kept inside it.
+    ``lungs``: a lung label on the CT's grid; the nodule is kept inside it. ``contrast``
+    (0-1] fades the nodule towards the lung it replaces: 0.6 keeps 60% of its excess HU over
+    the lung (a fainter ground-glass nodule with the same texture and extent).
     """
     from scipy import ndimage as ndi
 
@@ -65,6 +68,8 @@ def insert_nodule(
         )
     if not (0.2 <= scale <= 5.0):
         raise InputError(f"scale must be between 0.2 and 5, got {scale}")
+    if not (0.0 < contrast <= 1.0):
+        raise InputError(f"contrast must be in (0, 1], got {contrast}")
     rot = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
     if rot.shape != (3, 3) or not np.allclose(rot @ rot.T, np.eye(3), atol=1e-6):
         raise InputError("rotation must be a 3x3 orthonormal matrix")
@@ -108,7 +113,7 @@ def insert_nodule(
     alpha *= in_lung
     out = np.array(ct.array, copy=True)
     region = out[box].astype(np.float32)
-    region += alpha * np.maximum(h_res - region, 0.0)
+    region += alpha * contrast * np.maximum(h_res - region, 0.0)
     info = np.iinfo(out.dtype) if np.issubdtype(out.dtype, np.integer) else None
     if info is not None:
         region = np.clip(np.rint(region), info.min, info.max)

@@ -1,0 +1,116 @@
+"""Combine several MSD folders into one (``lungspread dataset merge``).
+
+Every case of every source goes into ``OUT/imagesTr`` and ``OUT/labelsTr`` with its id
+prefixed by its source folder's name (``trainset_ggo_ls_train_0000``), so that ids from two
+sources never collide; its ``dataset.json`` entry keeps every other field (``patient`` and
+provenance). The sources must declare the same modality and labels. Files are hard-linked
+where the file system allows it (no extra disk) and copied otherwise. The folder is written
+under a temporary name and renamed at the end: an interrupted merge leaves no half-written
+dataset behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lungspread.data.msd import DATASET_JSON, MSDDataset
+from lungspread.errors import InputError
+
+
+def _place(src: Path, dst: Path, link: bool) -> None:
+    if link:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:  # another file system, or links not allowed: copy instead
+            pass
+    shutil.copy2(src, dst)
+
+
+def _ending(path: Path) -> str:
+    return ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
+
+
+def merge_datasets(
+    out: str | Path, sources: list[str | Path], name: str | None = None, link: bool = True
+) -> MSDDataset:
+    """Write the MSD folder ``out`` holding every case of ``sources``; returns it, opened.
+
+    ``out`` must not exist yet. ``name`` is the new dataset's name (default: the first
+    source's). Raises :class:`~lungspread.errors.InputError` for fewer than two sources, two
+    sources with one folder name, or sources whose modality or labels differ.
+    """
+    out = Path(out)
+    if len(sources) < 2:
+        raise InputError(f"expected at least two source folders to merge, got {len(sources)}")
+    if out.exists():
+        raise InputError("the output folder exists already; choose a new one", out)
+    datasets = [MSDDataset.open(s) for s in sources]
+    names = [d.root.resolve().name for d in datasets]
+    if len(set(names)) != len(names):
+        raise InputError(
+            "two source folders share a name, so their case ids would collide: "
+            + ", ".join(str(d.root) for d in datasets)
+        )
+    first = datasets[0]
+    for d in datasets[1:]:
+        for what, mine, theirs in (
+            ("modality", d.modality, first.modality),
+            ("labels", d.labels, first.labels),
+        ):
+            if mine != theirs:
+                raise InputError(
+                    f"{what} {mine} differs from {theirs} in {first.root / DATASET_JSON}",
+                    d.root / DATASET_JSON,
+                )
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "imagesTr").mkdir(parents=True)
+    (tmp / "labelsTr").mkdir()
+    training: list[dict[str, Any]] = []
+    try:
+        for d, prefix in zip(datasets, names, strict=True):
+            raw = d.json_data.get("training")
+            extras = raw if isinstance(raw, list) and len(raw) == len(d.cases) else None
+            for n, case in enumerate(d.cases):
+                entry: dict[str, Any] = dict(extras[n]) if extras is not None else {}
+                new_id = f"{prefix}_{case.id}"
+                image = f"imagesTr/{new_id}{_ending(case.image)}"
+                _place(case.image, tmp / image, link)
+                entry["image"] = f"./{image}"
+                if case.label is not None:
+                    label = f"labelsTr/{new_id}{_ending(case.label)}"
+                    _place(case.label, tmp / label, link)
+                    entry["label"] = f"./{label}"
+                if case.patient is not None:
+                    entry["patient"] = case.patient
+                training.append(entry)
+        from lungspread.outputs import write_json
+
+        write_json(
+            tmp / DATASET_JSON,
+            {
+                "name": name or first.name,
+                "description": "merged from "
+                + "; ".join(
+                    f"{n}: {d.description or d.name}" for n, d in zip(names, datasets, strict=True)
+                ),
+                "tensorImageSize": first.json_data.get("tensorImageSize", "3D"),
+                "modality": first.modality,
+                "labels": first.labels,
+                "numTraining": len(training),
+                "numTest": 0,
+                "merged_from": [str(d.root.resolve()) for d in datasets],
+                "training": training,
+                "test": [],
+            },
+        )
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return MSDDataset.open(out)
