@@ -13,7 +13,9 @@ What goes in, and why (see also ``lungspread/weights/MODEL_CARD.md``):
   never used (they are the real test scans). Ground-glass and part-solid nodules (90th
   percentile of HU inside the mask below :data:`SUBSOLID_P90_HU`: 140 of the 838 training
   crops) are drawn about twice as often as their share, because they are the hardest for a
-  model and one of the two real test lesions is one.
+  model and one of the two real test lesions is one. ``subsolid_share``,
+  ``subsolid_scale`` and ``subsolid_contrast`` make sets of sub-solid nodules only, larger
+  and fainter than the crops (few real crops are large faint ground glass).
 * **Not used**: the MSD Task06 2D slices and 2D patches (a 3D network cannot learn from
   single slices without inventing the third dimension, and stacking a slice into a volume
   turns vessels into plates), and the two whole LIDC scans (held out for testing; they are
