@@ -151,10 +151,10 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("lidc-idri-0001", "lidc-idri-0002"):
         cases.append((name, DATA / name / "ct.nii.gz", DATA / name / "nodules.nii.gz"))
     for folder in args.phantoms or []:
-        ds = json.loads((Path(folder) / "dataset.json").read_text())
+        ds = json.loads((folder / "dataset.json").read_text())
         for entry in ds["training"][: args.max_phantoms]:
-            img = Path(folder) / entry["image"]
-            lab = Path(folder) / entry["label"]
+            img = folder / entry["image"]
+            lab = folder / entry["label"]
             name = img.name.split(".")[0]
             cases.append((name if len(args.phantoms) == 1 else f"{folder.name}/{name}", img, lab))
     sweep: dict[str, list[dict[str, Any]]] = {}

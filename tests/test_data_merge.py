@@ -29,6 +29,7 @@ def build(root: Path, n: int, value: int, labels: dict[str, str] | None = None) 
         modality={"0": "CT"},
         labels=labels or {"0": "background", "1": "tumor"},
         cases=cases,
+        entry_fields=[{"made_by": root.name} for _ in cases],
     )
     return root
 
@@ -52,6 +53,8 @@ def test_merge_keeps_every_case_under_a_prefixed_id(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "both" / "dataset.json").read_text())
     assert meta["numTraining"] == 5 and meta["name"] == "first"
     assert meta["merged_from"] == [str(a.resolve()), str(b.resolve())]
+    # every other field of a source entry is kept
+    assert [e["made_by"] for e in meta["training"]] == ["first"] * 2 + ["second"] * 3
     assert not (tmp_path / "both.partial").exists()
     # the sources are untouched
     assert len(MSDDataset.open(a).cases) == 2 and len(MSDDataset.open(b).cases) == 3

@@ -9,7 +9,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from lungspread.data.msd import MSDCase, MSDDataset, write_case, write_dataset_json
+from lungspread.data.msd import (
+    MSDCase,
+    MSDDataset,
+    case_id_from_path,
+    nifti_ending,
+    write_case,
+    write_dataset_json,
+)
 from lungspread.errors import GeometryError, InputError
 from lungspread.volume import Volume
 
@@ -227,3 +234,13 @@ def test_unlabelled_case(tmp_path: Path) -> None:
     assert ds2.cases[0].label is None
     image, label = ds2.load_case(ds2.cases[0])
     assert label is None and image.shape == (20, 18, 6)
+
+
+def test_nifti_ending_and_case_id_from_a_path() -> None:
+    assert nifti_ending("imagesTr/lung_001.nii.gz") == ".nii.gz"
+    assert nifti_ending("a/B.NII.GZ") == ".NII.GZ"  # as written, any case
+    assert nifti_ending("c.nii") == ".nii" and nifti_ending("d.nrrd") == ""
+    assert case_id_from_path("imagesTr/lung_001.nii.gz") == "lung_001"
+    assert case_id_from_path("x/LUNG_002.NII.GZ") == "LUNG_002"
+    assert case_id_from_path("lung_003_0000.nii", strip_channel=True) == "lung_003"
+    assert case_id_from_path("scan.nrrd") == "scan.nrrd"

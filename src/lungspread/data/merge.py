@@ -16,7 +16,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from lungspread.data.msd import DATASET_JSON, MSDDataset
+from lungspread.data.msd import (
+    DATASET_JSON,
+    MSDCase,
+    MSDDataset,
+    nifti_ending,
+    write_dataset_json,
+)
 from lungspread.errors import InputError
 
 
@@ -31,7 +37,7 @@ def _place(src: Path, dst: Path, link: bool) -> None:
 
 
 def _ending(path: Path) -> str:
-    return ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
+    return nifti_ending(path) or path.suffix
 
 
 def merge_datasets(
@@ -71,43 +77,35 @@ def merge_datasets(
         shutil.rmtree(tmp)
     (tmp / "imagesTr").mkdir(parents=True)
     (tmp / "labelsTr").mkdir()
-    training: list[dict[str, Any]] = []
+    cases: list[MSDCase] = []
+    fields: list[dict[str, Any]] = []
     try:
         for d, prefix in zip(datasets, names, strict=True):
             raw = d.json_data.get("training")
             extras = raw if isinstance(raw, list) and len(raw) == len(d.cases) else None
             for n, case in enumerate(d.cases):
-                entry: dict[str, Any] = dict(extras[n]) if extras is not None else {}
                 new_id = f"{prefix}_{case.id}"
-                image = f"imagesTr/{new_id}{_ending(case.image)}"
-                _place(case.image, tmp / image, link)
-                entry["image"] = f"./{image}"
+                image = tmp / "imagesTr" / f"{new_id}{_ending(case.image)}"
+                _place(case.image, image, link)
+                label = None
                 if case.label is not None:
-                    label = f"labelsTr/{new_id}{_ending(case.label)}"
-                    _place(case.label, tmp / label, link)
-                    entry["label"] = f"./{label}"
-                if case.patient is not None:
-                    entry["patient"] = case.patient
-                training.append(entry)
-        from lungspread.outputs import write_json
-
-        write_json(
-            tmp / DATASET_JSON,
-            {
-                "name": name or first.name,
-                "description": "merged from "
-                + "; ".join(
-                    f"{n}: {d.description or d.name}" for n, d in zip(names, datasets, strict=True)
-                ),
-                "tensorImageSize": first.json_data.get("tensorImageSize", "3D"),
-                "modality": first.modality,
-                "labels": first.labels,
-                "numTraining": len(training),
-                "numTest": 0,
-                "merged_from": [str(d.root.resolve()) for d in datasets],
-                "training": training,
-                "test": [],
-            },
+                    label = tmp / "labelsTr" / f"{new_id}{_ending(case.label)}"
+                    _place(case.label, label, link)
+                cases.append(MSDCase(new_id, image, label, case.patient))
+                fields.append(dict(extras[n]) if extras is not None else {})
+        write_dataset_json(
+            tmp,
+            name=name or first.name,
+            modality=first.modality,
+            labels=first.labels,
+            cases=cases,
+            description="merged from "
+            + "; ".join(
+                f"{n}: {d.description or d.name}" for n, d in zip(names, datasets, strict=True)
+            ),
+            entry_fields=fields,
+            tensorImageSize=first.json_data.get("tensorImageSize", "3D"),
+            merged_from=[str(d.root.resolve()) for d in datasets],
         )
         tmp.rename(out)
     except BaseException:

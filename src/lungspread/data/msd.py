@@ -53,13 +53,19 @@ class MSDCase:
     patient: str | None = None
 
 
-def case_id_from_path(path: str | Path, strip_channel: bool = False) -> str:
-    """``imagesTr/lung_001.nii.gz`` -> ``lung_001`` (``lung_001_0000`` -> ``lung_001`` if asked)."""
+def nifti_ending(path: str | Path) -> str:
+    """The NIfTI ending of ``path`` as written (``.nii.gz``, ``.NII``, ...), or ``""``."""
     name = Path(path).name
     for end in _NIFTI_ENDINGS:
         if name.lower().endswith(end):
-            name = name[: -len(end)]
-            break
+            return name[-len(end) :]
+    return ""
+
+
+def case_id_from_path(path: str | Path, strip_channel: bool = False) -> str:
+    """``imagesTr/lung_001.nii.gz`` -> ``lung_001`` (``lung_001_0000`` -> ``lung_001`` if asked)."""
+    name = Path(path).name
+    name = name[: len(name) - len(nifti_ending(name))]
     if strip_channel and len(name) > 5 and name[-5] == "_" and name[-4:].isdigit():
         name = name[:-5]
     return name
@@ -495,15 +501,22 @@ def write_dataset_json(
     labels: dict[str, str],
     cases: list[MSDCase],
     description: str = "",
+    entry_fields: list[dict[str, Any]] | None = None,
     **extra: Any,
 ) -> Path:
-    """Write an MSD ``dataset.json`` listing ``cases`` (paths made relative to ``root``)."""
+    """Write an MSD ``dataset.json`` listing ``cases`` (paths made relative to ``root``).
+
+    ``entry_fields``, one dict per case, adds further fields to the cases' entries (their
+    image, label and patient win); ``extra`` adds top-level keys."""
     from lungspread.outputs import write_json
 
     root = Path(root)
-    training: list[dict[str, str]] = []
-    for c in cases:
-        entry = {"image": "./" + c.image.relative_to(root).as_posix()}
+    if entry_fields is not None and len(entry_fields) != len(cases):
+        raise ValueError(f"{len(entry_fields)} entry_fields for {len(cases)} cases")
+    training: list[dict[str, Any]] = []
+    for n, c in enumerate(cases):
+        entry: dict[str, Any] = dict(entry_fields[n]) if entry_fields is not None else {}
+        entry["image"] = "./" + c.image.relative_to(root).as_posix()
         if c.label is not None:
             entry["label"] = "./" + c.label.relative_to(root).as_posix()
         if c.patient is not None:
