@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from lungspread.data.msd import MSDCase, write_dataset_json
 from lungspread.errors import InputError
 from lungspread.volume import Volume
 
@@ -254,26 +255,6 @@ def to_model_grid(
     )
 
 
-def write_msd_dataset(
-    out: Path,
-    cases: list[dict[str, Any]],
-    name: str,
-    description: str,
-) -> None:
-    """``dataset.json`` for the cases written by :func:`build_trainset`."""
-    from lungspread.outputs import write_json
-
-    meta = {
-        "name": name,
-        "description": description,
-        "modality": {"0": "CT"},
-        "labels": {"0": "background", "1": "tumor"},
-        "numTraining": len(cases),
-        "training": cases,
-    }
-    write_json(out / "dataset.json", meta)
-
-
 def _written_entries(out: Path, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Entries of ``out/dataset.json`` whose image and label files exist, by case id, when
     ``out/trainset.json`` holds the same build ``settings`` (any ``n_cases``); an earlier
@@ -420,9 +401,21 @@ def build_trainset(
         )
         if on_case is not None:
             on_case(i, cid)
-    write_msd_dataset(
+    fields = ("image", "label", "patient")
+    write_dataset_json(
         out,
-        entries,
+        cases=[
+            MSDCase(
+                Path(e["image"]).name.split(".")[0],
+                out / e["image"],
+                out / e["label"],
+                e.get("patient"),
+            )
+            for e in entries
+        ],
+        entry_fields=[{k: v for k, v in e.items() if k not in fields} for e in entries],
+        modality={"0": "CT"},
+        labels={"0": "background", "1": "tumor"},
         name=f"lungspread-bundled-{split}",
         description=(
             f"{n_cases} phantom chests (seed {seed}, {split}) with real LIDC-IDRI nodules "
