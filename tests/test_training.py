@@ -372,6 +372,60 @@ def test_init_starts_from_another_models_weights(toy: Path, tmp_path: Path) -> N
         )
 
 
+def _source_model(ref: Path, normalization: dict[str, Any], spacing: list[float]) -> Path:
+    """A copy of run ``ref``'s model with another normalization and spacing in its model.json:
+    a source model planned on other data."""
+    src = ref.parent / f"{ref.name}-other-plan"
+    src.mkdir()
+    spec = json.loads((ref / "model.json").read_text())
+    spec.update(normalization=normalization, spacing_mm=spacing)
+    (src / "model.json").write_text(json.dumps(spec))
+    (src / "model.safetensors").write_bytes((ref / "model.safetensors").read_bytes())
+    return src
+
+
+def test_init_plan_source_keeps_the_models_spacing_and_normalization(
+    toy: Path, tmp_path: Path
+) -> None:
+    """--init-plan source: the run preprocesses at the initial model's spacing with its CT
+    window and statistics, and its model says so; refit (the default) plans both from the data;
+    a source of another normalization scheme is refused before anything is written."""
+    ref = tmp_path / "ref"
+    one_step = {"epochs": 1, "iters_per_epoch": 1, "seed": 7}
+    train(toy, ref, tiny_config(**one_step), device="cpu", tensorboard=False)
+    window = {"scheme": "ct", "clip_hu": [-1000.0, 400.0], "mean": -500.0, "std": 250.0}
+    src = _source_model(ref, window, [4.0, 4.0, 6.0])  # toy cases: 2 x 2 x 3 mm
+    kept, refit = tmp_path / "kept", tmp_path / "refit"
+    config = tiny_config(init_from=str(src), init_plan="source", **one_step)
+    train(toy, kept, config, device="cpu", tensorboard=False)
+    train(toy, refit, tiny_config(init_from=str(src), **one_step), device="cpu", tensorboard=False)
+    spec = json.loads((kept / "model.json").read_text())
+    assert spec["normalization"] == window and spec["spacing_mm"] == [4.0, 4.0, 6.0]
+    plan = json.loads((kept / "plans.json").read_text())["dataset"]
+    assert plan["target_spacing_mm"] == [4.0, 4.0, 6.0] and plan["normalization"] == window
+
+    # the cached cases (cropped to the body) are on the 4 x 4 x 6 mm grid: half as many
+    # voxels per axis as the refit run's, on the toy's own 2 x 2 x 3 mm grid
+    def cached(run: Path) -> list[tuple[int, ...]]:
+        return [np.load(f)["image"].shape[-3:] for f in sorted(run.rglob("*.npz"))]
+
+    halves = [tuple(-(-n // 2) for n in shape) for shape in cached(refit / "preprocessed")]
+    assert len(halves) == 6 and cached(kept / "preprocessed") == halves, halves
+    own = json.loads((ref / "model.json").read_text())
+    spec_refit = json.loads((refit / "model.json").read_text())
+    assert spec_refit["normalization"] == own["normalization"] != window
+    assert spec_refit["spacing_mm"] == own["spacing_mm"] == [2.0, 2.0, 3.0]
+    mr = _source_model(kept, {"scheme": "zscore"}, [2.0, 2.0, 3.0])
+    with pytest.raises(InputError, match=r"scheme 'zscore'.*--init-plan refit"):
+        config = tiny_config(init_from=str(mr), init_plan="source", **one_step)
+        train(toy, tmp_path / "mr", config, device="cpu", tensorboard=False)
+    assert not (tmp_path / "mr").exists()
+    with pytest.raises(InputError, match="needs a model to start from"):
+        tiny_config(init_plan="source").validate()
+    with pytest.raises(InputError, match="init plan must be one of refit, source"):
+        tiny_config(init_from=str(src), init_plan="target").validate()
+
+
 def test_cli_init_bundled_names_the_mismatch(
     toy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -412,6 +466,12 @@ def test_cli_init_bundled_names_the_mismatch(
         ]
     )
     assert code == 2
+    run3 = tmp_path / "run3"
+    code = main(["train", str(toy), "--out", str(run3), "--init-plan", "source", "--quiet"])
+    assert code == 2 and not run3.exists()
+    err = capsys.readouterr().err
+    assert "init plan 'source' needs a model to start from (--init)" in err
+    assert "Traceback" not in err
 
 
 def test_corrupt_checkpoint_and_bad_folders(toy: Path, tmp_path: Path) -> None:

@@ -153,6 +153,12 @@ def register(app: typer.Typer) -> None:
             "--init",
             help="Start from this model's weights (a run or model folder, or 'bundled').",
         ),
+        init_plan: str | None = typer.Option(
+            None,
+            "--init-plan",
+            help="With --init: 'refit' spacing and intensity normalization to this data "
+            "(default) or keep the 'source' model's.",
+        ),
         hard_negatives: float | None = typer.Option(
             None,
             "--hard-negatives",
@@ -199,6 +205,7 @@ def register(app: typer.Typer) -> None:
                 denoise=denoise,
                 val_every=val_every,
                 init_from=_init_folder(init),
+                init_plan=init_plan,
                 hard_negatives=hard_negatives,
                 mine_every=mine_every,
             )

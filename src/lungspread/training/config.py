@@ -62,6 +62,10 @@ class TrainConfig:
     #: model folder (model.json + model.safetensors) whose weights start the training
     #: (fine-tuning, as nnU-Net's ``-pretrained_weights``); None: random initialization
     init_from: str | None = None
+    #: with ``init_from``: "refit" plans the spacing and intensity normalization from this
+    #: run's data; "source" keeps the initial model's (its voxel spacing, CT clip window, mean
+    #: and std), as nnU-Net does when a pretrained model's plans are moved to a new dataset
+    init_plan: str = "refit"
     #: share of the random patches centred on the network's false positives (hard-negative
     #: mining, see lungspread.training.hard_negatives), re-mined every ``mine_every`` epochs
     hard_negatives: float = 0.0
@@ -100,6 +104,12 @@ class TrainConfig:
             raise InputError(f"oversample_fg must be in [0, 1], got {self.oversample_fg}")
         if not 0.0 <= self.hard_negatives <= 1.0:
             raise InputError(f"hard_negatives must be in [0, 1], got {self.hard_negatives}")
+        if self.init_plan not in INIT_PLANS:
+            raise InputError(
+                f"init plan must be one of {', '.join(INIT_PLANS)}, got {self.init_plan!r}"
+            )
+        if self.init_plan == "source" and not self.init_from:
+            raise InputError("init plan 'source' needs a model to start from (--init)")
         if self.mine_every < 1:
             raise InputError(f"mine_every must be at least 1, got {self.mine_every}")
         if not self.lr > 0:
@@ -115,6 +125,9 @@ class TrainConfig:
         ):
             raise InputError(f"patch size must be 2 or 3 positive numbers, got {self.patch_size}")
 
+
+#: where a fine-tuning run's spacing and normalization come from (TrainConfig.init_plan)
+INIT_PLANS = ("refit", "source")
 
 #: preset name -> settings that differ from :class:`TrainConfig`'s defaults
 PRESETS: dict[str, dict[str, Any]] = {

@@ -95,7 +95,7 @@ class TrainResult:
 
 # -- helpers ------------------------------------------------------------------------------
 #: TrainConfig options added after the first release; at their defaults they are "off"
-LATER_OPTIONS = ("init_from", "hard_negatives", "mine_every")
+LATER_OPTIONS = ("init_from", "init_plan", "hard_negatives", "mine_every")
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -242,11 +242,29 @@ def check_initial_model(folder: str | Path, name: str, kwargs: dict[str, Any]) -
         )
 
 
+def initial_normalization(folder: str | Path, planned: dict[str, Any]) -> dict[str, Any]:
+    """``init_plan="source"``: the intensity normalization of the model in ``folder``, which
+    the run keeps instead of the ``planned`` one fitted to its data (its spacing is kept as
+    ``TrainConfig.spacing_mm``), so the network sees its inputs as it learned them. The two
+    must be of one scheme (a CT window cannot normalize MR images)."""
+    from lungspread.models.checkpoint import load_spec
+
+    source = dict(load_spec(folder).normalization)
+    if source.get("scheme") != planned.get("scheme"):
+        raise InputError(
+            f"the --init model normalizes intensities by scheme {source.get('scheme')!r}, but "
+            f"this dataset's modality calls for {planned.get('scheme')!r}; use --init-plan refit",
+            folder,
+        )
+    return source
+
+
 def load_initial_weights(net: torch.nn.Module, folder: str | Path, spec: ModelSpec) -> None:
     """Load the weights of the model in ``folder`` into ``net`` (fine-tuning).
 
     The model there must be the same network as the one this run trains (registry name and
-    widths); its normalization and spacing are not copied: the run plans its own from its data.
+    widths); its spacing and normalization are kept only with ``init_plan="source"``
+    (:func:`initial_normalization`), else the run plans its own from its data.
     """
     from lungspread.models.checkpoint import load_checkpoint
 
@@ -568,7 +586,9 @@ def train(
             from lungspread.models.checkpoint import load_spec
 
             config.init_from = str(Path(config.init_from).resolve())
-            load_spec(config.init_from)  # a missing model fails now, not after planning
+            source = load_spec(config.init_from)  # a missing model fails now, not after planning
+            if config.init_plan == "source" and not config.spacing_mm:
+                config.spacing_mm = [float(v) for v in source.spacing_mm]
         record = RunRecord(
             "train",
             {"data": str(Path(data).resolve())},
@@ -590,6 +610,12 @@ def train(
                 dplan = plan_dataset(dataset, intensity_samples=config.fit_samples)
                 # linear image resampling: the same interpolation the Predictor applies
                 dplan["resampling"] = {"image_order": 1, "label_order": 1}
+                if config.init_from and config.init_plan == "source":
+                    dplan["normalization"] = initial_normalization(
+                        config.init_from, dplan["normalization"]
+                    )
+                if config.spacing_mm:  # the cases are resampled to the spacing the model gets
+                    dplan["target_spacing_mm"] = [float(v) for v in config.spacing_mm]
                 tplan = plan_training(dplan, config, ctx.device.type, speed)
                 if config.init_from:  # before anything is written into the run folder
                     check_initial_model(config.init_from, tplan["model"], tplan["model_kwargs"])
