@@ -162,14 +162,17 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         res = analyze(img, model=args.model, device="cpu", tta=args.tta, keep_probability=True)
         dt = time.perf_counter() - t0
-        truth = read_volume(lab).array > 0
+        truth_vol = read_volume(lab)
+        truth = truth_vol.array > 0
         pred = res.tumor.array > 0
         les = compare_lesions(truth, pred)
+        voxel_ml = float(np.prod(truth_vol.spacing)) / 1000.0
         rows.append(
             {
                 "case": name,
                 "dice": round(dice(truth, pred), 4),
                 "lesion_dice": [round(x["dice"], 3) for x in les["per_lesion"]],
+                "lesion_ml": [round(x["voxels"] * voxel_ml, 3) for x in les["per_lesion"]],
                 "true_lesions": les["true_lesions"],
                 "found": les["found"],
                 "false_positive_lesions": les["false_positive_lesions"],
@@ -179,11 +182,36 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
         print(json.dumps(rows[-1]), flush=True)
         if args.sweep:
             sweep[name] = sweep_postprocess(res, truth)
-    out: dict[str, Any] = {"cases": rows}
+    out: dict[str, Any] = {"cases": rows, "sets": summarize_sets(rows)}
     if args.sweep:
         out["sweep"] = summarize_sweep(sweep)
         out["sweep_choice"] = choose_setting(out["sweep"])
         print("chosen on the phantoms:", json.dumps(out["sweep_choice"]), flush=True)
+    return out
+
+
+def summarize_sets(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per set (a phantom folder, or a LIDC scan on its own): cases, lesions found of the true
+    ones, false-positive lesions, mean scan Dice, the largest missed and the smallest found
+    true lesion (mL; a lesion is found when the mask touches it)."""
+    sets: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        sets.setdefault(row["case"].split("/")[0], []).append(row)
+    out = {}
+    for name, members in sets.items():
+        pairs = [
+            (ml, d) for r in members for ml, d in zip(r["lesion_ml"], r["lesion_dice"], strict=True)
+        ]
+        missed = [ml for ml, d in pairs if d == 0]
+        found = [ml for ml, d in pairs if d > 0]
+        out[name] = {
+            "cases": len(members),
+            "found": f"{sum(r['found'] for r in members)}/{len(pairs)}",
+            "false_positive_lesions": sum(r["false_positive_lesions"] for r in members),
+            "mean_dice": round(float(np.mean([r["dice"] for r in members])), 3),
+            "largest_missed_ml": max(missed) if missed else None,
+            "smallest_found_ml": min(found) if found else None,
+        }
     return out
 
 
@@ -278,6 +306,13 @@ def main() -> None:
     args = ap.parse_args()
     result = accuracy(args) if args.accuracy else speed(args)
     print(json.dumps(result, indent=2))
+    for name, st in result.get("sets", {}).items():
+        print(
+            f"{name}: {st['cases']} case(s), {st['found']} lesions found, "
+            f"{st['false_positive_lesions']} false positive(s), mean Dice {st['mean_dice']:.3f}, "
+            f"largest missed {st['largest_missed_ml']} mL, smallest found "
+            f"{st['smallest_found_ml']} mL"
+        )
     if not args.accuracy:
         print(
             f"\nanalyze {result['analyze_cold_s']:.1f} s (first run; "
