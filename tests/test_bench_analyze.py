@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from types import ModuleType
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _bench() -> ModuleType:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import bench_analyze
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return bench_analyze
+from benchmark_modules import import_benchmark
 
 
 def test_summarize_sets_counts_by_folder_and_sizes_the_misses() -> None:
@@ -27,7 +14,7 @@ def test_summarize_sets_counts_by_folder_and_sizes_the_misses() -> None:
         {"case": "val/b", "dice": 0.6, "lesion_dice": [0.0, 0.5, 0.9], "lesion_ml": [0.5, 0.2, 4.0],
          "found": 2, "false_positive_lesions": 1},
     ]  # fmt: skip
-    sets = _bench().summarize_sets(rows)
+    sets = import_benchmark("bench_analyze").summarize_sets(rows)
     assert sets["lidc-idri-0001"] == {
         "cases": 1,
         "found": "1/1",

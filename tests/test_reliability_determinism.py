@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import nibabel as nib
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 
 from analyze_fixtures import phantom_ct, write_tiny_model
+from benchmark_modules import import_benchmark
 from lungspread.cli.app import main
 from lungspread.io import write_volume
 
@@ -183,16 +183,6 @@ CI_PASS2 = [554.8, 555.0, 556.1, 558.6, 557.2, 557.1, 557.1, 556.4]
 CI_PASS3 = [554.8, 556.8, 557.5, 557.8, 558.3, 557.9, 557.6, 557.7]
 
 
-def _soak_batch() -> ModuleType:
-    """benchmarks/soak_batch.py as a module (benchmarks/ is not a package)."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import soak_batch
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return soak_batch
-
-
 def _rows(passes: list[list[float]]) -> list[dict[str, Any]]:
     return [
         {"case": f"p{p}_phantom_{n:03d}", "rss_mb": rss}
@@ -205,7 +195,7 @@ def test_repeat_change_reads_a_leak_not_noise() -> None:
     """The soak's verdict (last pass against the one before, case by case) passes the CI run
     whose within-pass slope failed, and reads a leak of 1.2 MB per case (one int16 CT) as
     about 1.2 MB per case; with two passes there is no verdict of this kind."""
-    soak_batch = _soak_batch()
+    soak_batch = import_benchmark("soak_batch")
     pass1 = [v - 3.0 for v in CI_PASS2]
     noise = soak_batch.repeat_change(_rows([pass1, CI_PASS2, CI_PASS3]))
     assert soak_batch.slope_mb_per_case(CI_PASS3) > 0.3  # what failed before
@@ -251,7 +241,7 @@ def test_batch_memory_stays_flat(tmp_path: Path) -> None:
     the paired difference was 0.095; see ``test_repeat_change_reads_a_leak_not_noise``).
     ``benchmarks/soak_batch.py --trace-pass`` adds tracemalloc's byte count, at two to three
     times the run time; it runs the 50-case soak too."""
-    soak_batch = _soak_batch()
+    soak_batch = import_benchmark("soak_batch")
     # the batch runs in a fresh process (benchmarks/soak_batch.py), so that what earlier
     # tests left in this one (allocator arenas, caches) cannot change the measurement
     model = soak_batch.tiny_model(tmp_path / "model")
