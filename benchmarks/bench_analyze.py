@@ -15,8 +15,10 @@ float32, and with nnU-Net-style tiling (training-size windows, 50% overlap) to s
 made the difference.
 
 Accuracy (``--accuracy``): Dice and lesion counts on the two real LIDC scans (their
-``nodules.nii.gz``) and on held-out phantoms with real LIDC nodules from held-out patients
-(``--phantoms DIR [DIR ...]``: folders written by ``scripts/build_trainset.py --split val``).
+``nodules.nii.gz``), on the 32-slice DICOM excerpt of LIDC-IDRI-0001 (an 80 mm slab around
+the nodule; the readers' mask resampled onto it), and on held-out phantoms with real LIDC
+nodules from held-out patients (``--phantoms DIR [DIR ...]``: folders written by
+``scripts/build_trainset.py --split val``).
 ``--sweep`` also tries the post-processing settings of :data:`SWEEP` on the same probability
 maps and names the one that the bundled model's rule picks on the phantoms: most lesions
 found, then fewest false positives, then the highest mean Dice.
@@ -145,11 +147,16 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
     from lungspread.analyze import analyze
     from lungspread.demo import compare_lesions, dice
     from lungspread.io import read_volume
+    from lungspread.resample import resample_like
 
     rows: list[dict[str, Any]] = []
     cases: list[tuple[str, Path, Path]] = []
     for name in ("lidc-idri-0001", "lidc-idri-0002"):
         cases.append((name, DATA / name / "ct.nii.gz", DATA / name / "nodules.nii.gz"))
+    # the 32-slice DICOM excerpt of 0001 (an 80 mm slab around the nodule), scored against
+    # the readers' mask resampled onto its grid
+    slab = DATA / "lidc-idri-0001"
+    cases.append(("lidc-idri-0001-dicom-slab", slab / "dicom", slab / "nodules.nii.gz"))
     for folder in args.phantoms or []:
         ds = json.loads((folder / "dataset.json").read_text())
         for entry in ds["training"][: args.max_phantoms]:
@@ -163,6 +170,8 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
         res = analyze(img, model=args.model, device="cpu", tta=args.tta, keep_probability=True)
         dt = time.perf_counter() - t0
         truth_vol = read_volume(lab)
+        if not truth_vol.same_grid(res.tumor):
+            truth_vol = resample_like(truth_vol, res.tumor, order=0)
         truth = truth_vol.array > 0
         pred = res.tumor.array > 0
         les = compare_lesions(truth, pred)
