@@ -145,6 +145,7 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
 
 def accuracy(args: argparse.Namespace) -> dict[str, Any]:
     from lungspread.analyze import analyze
+    from lungspread.data.msd import case_id_from_path
     from lungspread.demo import compare_lesions, dice
     from lungspread.io import read_volume
     from lungspread.resample import resample_like
@@ -162,7 +163,7 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
         for entry in ds["training"][: args.max_phantoms]:
             img = folder / entry["image"]
             lab = folder / entry["label"]
-            name = img.name.split(".")[0]
+            name = case_id_from_path(img)
             cases.append((name if len(args.phantoms) == 1 else f"{folder.name}/{name}", img, lab))
     sweep: dict[str, list[dict[str, Any]]] = {}
     for name, img, lab in cases:

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from lungspread.data.msd import MSDCase, write_dataset_json
+from lungspread.data.msd import MSDCase, case_id_from_path, write_dataset_json
 from lungspread.errors import InputError
 from lungspread.volume import Volume
 
@@ -286,7 +286,7 @@ def _written_entries(out: Path, settings: dict[str, Any]) -> dict[str, dict[str,
         if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
             continue
         if (out / entry["image"]).is_file() and (out / entry["label"]).is_file():
-            found[Path(entry["image"]).name.split(".")[0]] = entry
+            found[case_id_from_path(entry["image"])] = entry
     return found
 
 
@@ -406,10 +406,7 @@ def build_trainset(
         out,
         cases=[
             MSDCase(
-                Path(e["image"]).name.split(".")[0],
-                out / e["image"],
-                out / e["label"],
-                e.get("patient"),
+                case_id_from_path(e["image"]), out / e["image"], out / e["label"], e.get("patient")
             )
             for e in entries
         ],
