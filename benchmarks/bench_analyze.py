@@ -18,7 +18,8 @@ Accuracy (``--accuracy``): Dice and lesion counts on the two real LIDC scans (th
 ``nodules.nii.gz``), on the 32-slice DICOM excerpt of LIDC-IDRI-0001 (an 80 mm slab around
 the nodule; the readers' mask resampled onto it), and on held-out phantoms with real LIDC
 nodules from held-out patients (``--phantoms DIR [DIR ...]``: folders written by
-``scripts/build_trainset.py --split val``).
+``scripts/build_trainset.py --split val``, or their slabs, ``lungspread dataset slabs``, for
+scans that cover only part of the chest).
 ``--sweep`` also tries the post-processing settings of :data:`SWEEP` on the same probability
 maps and names the one that the bundled model's rule picks on the phantoms: most lesions
 found, then fewest false positives, then the highest mean Dice.

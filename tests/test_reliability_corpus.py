@@ -400,6 +400,17 @@ def _rows() -> list[Row]:
         Row("merge-malformed-dataset-json", "dataset merge",
             ("dataset", "merge", "{out}", "{toy}", "{ds_badjson}"), ("not valid JSON",),
             ("ds_badjson",)),
+        Row("slabs-missing-source", "dataset slabs",
+            ("dataset", "slabs", "{missing}", "{out}"), ("no such dataset folder",),
+            ("missing",)),
+        Row("slabs-malformed-dataset-json", "dataset slabs",
+            ("dataset", "slabs", "{ds_badjson}", "{out}"), ("not valid JSON",), ("ds_badjson",)),
+        Row("slabs-label-wrong-geometry", "dataset slabs",
+            ("dataset", "slabs", "{ds_labelgrid}", "{out}"), ("does not match its image",),
+            ("labelgrid_file",)),
+        Row("slabs-zero-thickness", "dataset slabs",
+            ("dataset", "slabs", "{toy}", "{out}", "--slab-mm", "0"), ("thicker than 0 mm",),
+            ()),
     ]  # fmt: skip
     datasets = {
         "malformed-dataset-json": ("ds_badjson", ("not valid JSON",), "ds_badjson"),

@@ -1,4 +1,4 @@
-"""``lungspread dataset``: download, inspect, convert and merge MSD-format datasets."""
+"""``lungspread dataset``: download, inspect, convert, merge and cut MSD-format datasets."""
 
 from __future__ import annotations
 
@@ -160,6 +160,21 @@ def register(app: typer.Typer) -> None:
         Console(soft_wrap=True).print(
             f"{out}: {len(merged.cases)} cases from {len(sources)} datasets"
         )
+
+    @ds.command("slabs")
+    def slabs(
+        src: Path = typer.Argument(..., help="MSD folder with labels."),
+        out: Path = typer.Argument(..., help="New MSD folder (must not exist)."),
+        slab_mm: float = typer.Option(80.0, "--slab-mm", help="Slab thickness in mm."),
+        seed: int = typer.Option(0, "--seed", help="Random seed (which tumor, where)."),
+    ) -> None:
+        """Cut every case to a slab around a tumor: a test set of partial-coverage scans."""
+        from rich.console import Console
+
+        from lungspread.data.slabs import cut_slabs
+
+        cut = cut_slabs(src, out, slab_mm, seed=seed)
+        Console(soft_wrap=True).print(f"{out}: {len(cut.cases)} cases cut to {slab_mm:g} mm slabs")
 
     @conv.command("msd-slices")
     def convert_slices(

@@ -167,6 +167,11 @@ def register(app: typer.Typer) -> None:
         mine_every: int | None = typer.Option(
             None, "--mine-every", help="Re-mine the false positives every N epochs."
         ),
+        partial_scan: float | None = typer.Option(
+            None,
+            "--partial-scan",
+            help="Share of 3D patches cut as if the scan ended inside them (0-1).",
+        ),
         cache: Path | None = typer.Option(
             None, "--cache", help="Preprocessed-case cache (default RUN/preprocessed)."
         ),
@@ -208,6 +213,7 @@ def register(app: typer.Typer) -> None:
                 init_plan=init_plan,
                 hard_negatives=hard_negatives,
                 mine_every=mine_every,
+                partial_scan=partial_scan,
             )
         progress, callbacks = _progress_callbacks(quiet)
         with progress:

@@ -20,7 +20,7 @@ from lungspread.data.msd import (
     DATASET_JSON,
     MSDCase,
     MSDDataset,
-    nifti_ending,
+    file_ending,
     write_dataset_json,
 )
 from lungspread.errors import InputError
@@ -34,10 +34,6 @@ def _place(src: Path, dst: Path, link: bool) -> None:
         except OSError:  # another file system, or links not allowed: copy instead
             pass
     shutil.copy2(src, dst)
-
-
-def _ending(path: Path) -> str:
-    return nifti_ending(path) or path.suffix
 
 
 def merge_datasets(
@@ -85,11 +81,11 @@ def merge_datasets(
             extras = raw if isinstance(raw, list) and len(raw) == len(d.cases) else None
             for n, case in enumerate(d.cases):
                 new_id = f"{prefix}_{case.id}"
-                image = tmp / "imagesTr" / f"{new_id}{_ending(case.image)}"
+                image = tmp / "imagesTr" / f"{new_id}{file_ending(case.image)}"
                 _place(case.image, image, link)
                 label = None
                 if case.label is not None:
-                    label = tmp / "labelsTr" / f"{new_id}{_ending(case.label)}"
+                    label = tmp / "labelsTr" / f"{new_id}{file_ending(case.label)}"
                     _place(case.label, label, link)
                 cases.append(MSDCase(new_id, image, label, case.patient))
                 fields.append(dict(extras[n]) if extras is not None else {})

@@ -62,6 +62,11 @@ def nifti_ending(path: str | Path) -> str:
     return ""
 
 
+def file_ending(path: str | Path) -> str:
+    """The ending a case file keeps when it is renamed: its NIfTI ending, else its suffix."""
+    return nifti_ending(path) or Path(path).suffix
+
+
 def case_id_from_path(path: str | Path, strip_channel: bool = False) -> str:
     """``imagesTr/lung_001.nii.gz`` -> ``lung_001`` (``lung_001_0000`` -> ``lung_001`` if asked)."""
     name = Path(path).name

@@ -70,6 +70,9 @@ class TrainConfig:
     #: mining, see lungspread.training.hard_negatives), re-mined every ``mine_every`` epochs
     hard_negatives: float = 0.0
     mine_every: int = 5
+    #: share of 3D patches cut across the body axis as if the scan ended inside them
+    #: (teaches scans that cover part of the chest, see lungspread.training.sampling)
+    partial_scan: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -104,6 +107,8 @@ class TrainConfig:
             raise InputError(f"oversample_fg must be in [0, 1], got {self.oversample_fg}")
         if not 0.0 <= self.hard_negatives <= 1.0:
             raise InputError(f"hard_negatives must be in [0, 1], got {self.hard_negatives}")
+        if not 0.0 <= self.partial_scan <= 1.0:
+            raise InputError(f"partial_scan must be in [0, 1], got {self.partial_scan}")
         if self.init_plan not in INIT_PLANS:
             raise InputError(
                 f"init plan must be one of {', '.join(INIT_PLANS)}, got {self.init_plan!r}"

@@ -8,6 +8,13 @@ where the network fired falsely. Cases are drawn uniformly. 2D networks get
 patches from slices: a random slice (or the slice of the drawn tumor voxel). Patches that
 reach beyond the image are padded with the image's minimum (air, after normalization).
 
+Partial-scan cuts (``partial_scan``, 3D only): a share of the patches is cut across the
+body axis as if the scan ended inside them, everything beyond the cut set to the pad value
+and to background, which is what the network sees at the first or last slice of a scan
+that covers only part of the chest (a slab, a follow-up limited to the nodule). Training
+chests are cropped to the whole lungs, so without the cuts the network meets the end of
+the image only above the apex and below the bases, never across the hilum.
+
 Sampling only copies small crops out of (possibly memory-mapped) arrays, so it is cheap; the
 augmentation that follows runs on the whole batch on the training device.
 """
@@ -96,6 +103,22 @@ def _random_center(
     return out
 
 
+def cut_partial_scan(
+    image: np.ndarray, label: np.ndarray, rng: np.random.Generator, pad_value: float
+) -> None:
+    """Cut a crop (in place) across its last (body) axis as if the scan ended there: one
+    side, chosen at random, from a plane ``d`` voxels from the crop's centre on (``d``
+    uniform from an eighth of the crop's depth, so that the centred voxel, a tumor or a
+    mined false positive, stays in view, to just under half of it, so that at least one
+    slice is cut), becomes ``pad_value`` and background."""
+    depth = image.shape[-1]
+    d = int(rng.integers(max(1, depth // 8), max(2, depth // 2)))
+    centre = depth // 2
+    cut = np.s_[..., centre + d :] if rng.random() < 0.5 else np.s_[..., : max(centre - d, 0)]
+    image[cut] = pad_value
+    label[cut] = 0
+
+
 def _clamped_center(center: Sequence[int], shape: Sequence[int], size: Sequence[int]) -> list[int]:
     out = []
     for c, n, s in zip(center, shape, size, strict=True):
@@ -118,6 +141,7 @@ class PatchSampler:
         batch_size: int,
         oversample_fg: float = 0.33,
         hard_fraction: float = 0.0,
+        partial_scan: float = 0.0,
     ) -> None:
         if not cases:
             raise ValueError("no training cases to sample from")
@@ -130,6 +154,7 @@ class PatchSampler:
         self.hard_fraction = float(hard_fraction)
         self.hard_voxels: list[np.ndarray] = [np.zeros((0, 3), np.int32)] * len(cases)
         self.with_hard: list[int] = []
+        self.partial_scan = float(partial_scan) if self.dims == 3 else 0.0
 
     def set_hard_negatives(self, voxels: list[np.ndarray]) -> None:
         """False-positive voxels per case (same order as the cases) to centre patches on."""
@@ -185,4 +210,7 @@ class PatchSampler:
             # the draw happens only with mining on, so other runs keep their random streams
             hard = not force and self.hard_fraction > 0 and rng.random() < self.hard_fraction
             images[b, 0], labels[b, 0], pads[b] = self.sample_one(rng, force, hard)
+            # drawn only with cuts on, so other runs keep their random streams
+            if self.partial_scan > 0 and rng.random() < self.partial_scan:
+                cut_partial_scan(images[b, 0], labels[b, 0], rng, float(pads[b]))
         return images, labels, pads

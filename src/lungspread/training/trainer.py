@@ -95,7 +95,7 @@ class TrainResult:
 
 # -- helpers ------------------------------------------------------------------------------
 #: TrainConfig options added after the first release; at their defaults they are "off"
-LATER_OPTIONS = ("init_from", "init_plan", "hard_negatives", "mine_every")
+LATER_OPTIONS = ("init_from", "init_plan", "hard_negatives", "mine_every", "partial_scan")
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -385,7 +385,12 @@ def train_fold(
     patch = plan["patch_size"]
     src = source_size(patch, config.augment)
     sampler = PatchSampler(
-        train_cases, src, per_rank_batch, config.oversample_fg, config.hard_negatives
+        train_cases,
+        src,
+        per_rank_batch,
+        config.oversample_fg,
+        config.hard_negatives,
+        config.partial_scan,
     )
     mined_at = _restore_mined(folder, sampler, train_cases) if resume else None
     use_amp = bool(config.amp) and device.type == "cuda"
