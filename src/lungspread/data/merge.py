@@ -21,6 +21,7 @@ from lungspread.data.msd import (
     MSDCase,
     MSDDataset,
     file_ending,
+    staged_dataset,
     write_dataset_json,
 )
 from lungspread.errors import InputError
@@ -68,14 +69,9 @@ def merge_datasets(
                     f"{what} {mine} differs from {theirs} in {first.root / DATASET_JSON}",
                     d.root / DATASET_JSON,
                 )
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "imagesTr").mkdir(parents=True)
-    (tmp / "labelsTr").mkdir()
     cases: list[MSDCase] = []
     fields: list[dict[str, Any]] = []
-    try:
+    with staged_dataset(out) as tmp:
         for d, prefix in zip(datasets, names, strict=True):
             raw = d.json_data.get("training")
             extras = raw if isinstance(raw, list) and len(raw) == len(d.cases) else None
@@ -103,8 +99,4 @@ def merge_datasets(
             tensorImageSize=first.json_data.get("tensorImageSize", "3D"),
             merged_from=[str(d.root.resolve()) for d in datasets],
         )
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return MSDDataset.open(out)

@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -60,6 +63,24 @@ def nifti_ending(path: str | Path) -> str:
         if name.lower().endswith(end):
             return name[-len(end) :]
     return ""
+
+
+@contextmanager
+def staged_dataset(out: Path) -> Iterator[Path]:
+    """A fresh ``OUT.partial`` folder (with ``imagesTr/`` and ``labelsTr/``) to write a new MSD
+    folder into: renamed to ``out`` when the block ends, removed when it fails, so that an
+    interrupted writer leaves no half-written dataset behind."""
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "imagesTr").mkdir(parents=True)
+    (tmp / "labelsTr").mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tmp.rename(out)
 
 
 def file_ending(path: str | Path) -> str:

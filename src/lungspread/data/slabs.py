@@ -16,7 +16,6 @@ The folder is written under a temporary name and renamed at the end, as ``merge`
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from lungspread.data.msd import (
     MSDDataset,
     check_same_grid_headers,
     file_ending,
+    staged_dataset,
     write_dataset_json,
 )
 from lungspread.data.preprocess import crop_volume
@@ -69,14 +69,9 @@ def cut_slabs(src: str | Path, out: str | Path, slab_mm: float, seed: int = 0) -
     if not labelled:
         raise InputError("no case with a label to cut a slab around", source.root)
     rng = np.random.default_rng(seed)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "imagesTr").mkdir(parents=True)
-    (tmp / "labelsTr").mkdir()
     cases: list[MSDCase] = []
     fields: list[dict[str, Any]] = []
-    try:
+    with staged_dataset(out) as tmp:
         for case in labelled:
             assert case.label is not None
             check_same_grid_headers(case.image, case.label)
@@ -103,8 +98,4 @@ def cut_slabs(src: str | Path, out: str | Path, slab_mm: float, seed: int = 0) -
             slabs_of=str(source.root.resolve()),
             slab_mm=slab_mm,
         )
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return MSDDataset.open(out)
