@@ -106,7 +106,8 @@ def _random_center(
 def cut_partial_scan(
     image: np.ndarray, label: np.ndarray, rng: np.random.Generator, pad_value: float
 ) -> None:
-    """Cut a crop (in place) across its last (body) axis as if the scan ended there: one
+    """Cut a crop (in place) across its last axis (the slice axis of an axial CT, which
+    training does not reorient) as if the scan ended there: one
     side, chosen at random, from a plane ``d`` voxels from the crop's centre on (``d``
     uniform from an eighth of the crop's depth, so that the centred voxel, a tumor or a
     mined false positive, stays in view, to just under half of it, so that at least one
