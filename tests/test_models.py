@@ -63,8 +63,10 @@ def test_every_model_forward_backward(name: str, tmp_path: Path) -> None:
         assert tuple(o.shape) == (2, 2, *size)
     loss = sum(o.float().pow(2).mean() for o in outs)
     loss.backward()
-    grads = [p.grad for p in net.parameters() if p.requires_grad]
-    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    named = [(n, p.grad) for n, p in net.named_parameters() if p.requires_grad]
+    grads = [g for _, g in named]
+    broken = [n for n, g in named if g is None or not torch.isfinite(g).all()]
+    assert grads and not broken, f"no gradient or a non-finite one in {broken}"
     assert any(float(g.abs().sum()) > 0 for g in grads if g is not None)
     # eval mode: one tensor; the safetensors checkpoint round-trips bit for bit
     net.eval()
