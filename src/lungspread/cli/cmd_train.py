@@ -86,9 +86,11 @@ def _progress_callbacks(quiet: bool) -> tuple[Any, TrainCallbacks]:
             val = row.get("val_dice")
             vtxt = "" if val is None else f"  val Dice {val:.4f}"
             star = " *" if row.get("best") else ""
+            skipped = row.get("skipped_steps") or 0
+            stxt = f"  {skipped} steps skipped (gradients not finite)" if skipped else ""
             console.print(
                 f"fold {fold} epoch {row['epoch']:>4}: loss {row['train_loss']:.4f}{vtxt}"
-                f"  lr {row['lr']:.2e}  {row.get('seconds', 0):.1f} s{star}"
+                f"  lr {row['lr']:.2e}  {row.get('seconds', 0):.1f} s{star}{stxt}"
             )
 
         def on_fold_end(self, result: FoldResult) -> None:

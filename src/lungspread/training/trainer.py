@@ -49,7 +49,16 @@ CONFIG_JSON = "config.json"
 PLANS_JSON = "plans.json"
 SPLITS_JSON = "splits.json"
 LOG_CSV = "log.csv"
-LOG_COLUMNS = ("epoch", "train_loss", "val_dice", "val_dice_mean", "lr", "seconds", "best")
+LOG_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "val_dice",
+    "val_dice_mean",
+    "lr",
+    "seconds",
+    "best",
+    "skipped_steps",
+)
 
 
 class TrainCallbacks:
@@ -130,6 +139,39 @@ def make_optimizer(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    params: list[torch.nn.Parameter],
+    grad_clip: float | None,
+) -> bool:
+    """Apply the gradients of one backward pass; False, with the weights untouched, when a
+    gradient is not finite.
+
+    With float16 on a GPU the GradScaler skips such steps itself (and lowers its scale). Nothing
+    else would: one NaN gradient turns every weight into NaN under Adam, and the run is lost.
+    PyTorch's bfloat16 convolution backward on CPUs has been seen to return NaN weight
+    gradients from finite inputs (about one step in a few hundred, on a 2^3 bottleneck;
+    docs/training.md), so a step whose gradients are not all finite is skipped, as the scaler
+    would skip it, and counted in log.csv's ``skipped_steps``."""
+    if scaler.is_enabled():
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        scale = scaler.get_scale()
+        scaler.step(optimizer)
+        scaler.update()
+        return scaler.get_scale() >= scale
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+        optimizer.zero_grad(set_to_none=True)
+        return False
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return True
 
 
 def _epoch_streams(
@@ -342,7 +384,8 @@ def train_fold(
     device = ctx.device
     torch.manual_seed(config.seed)
     net = build_model(plan["model"], **plan["model_kwargs"]).to(device)
-    optimizer = make_optimizer(net.parameters(), config)
+    params = list(net.parameters())
+    optimizer = make_optimizer(params, config)
     start_epoch, best, best_epoch = 0, None, 0
     history: list[dict[str, Any]] = []
     scaler_state: dict[str, Any] | None = None
@@ -409,6 +452,7 @@ def train_fold(
                 mined_at = epoch
             net.train()
             losses = []
+            skipped = 0
             lr = config.lr
             for it in range(iters):
                 lr = lr_at(config, epoch * iters + it, total_steps)
@@ -432,20 +476,32 @@ def train_fold(
                         folder,
                     )
                 scaler.scale(loss).backward()
-                if config.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
+                if not optimizer_step(optimizer, scaler, params, config.grad_clip):
+                    skipped += 1
                 value = float(loss.detach())
                 losses.append(value)
                 callbacks.on_iteration(epoch, it, value)
+            if skipped == iters and not fp16:
+                raise ModelError(
+                    f"training stopped at epoch {epoch + 1}: the gradients of all {iters} "
+                    "steps were not finite (NaN or infinity), so the weights could not be "
+                    "updated; try a lower --lr",
+                    folder,
+                )
+            if skipped:
+                log.warning(
+                    "epoch %d: %d of %d steps skipped (gradients not finite)",
+                    epoch + 1,
+                    skipped,
+                    iters,
+                )
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "train_loss": round(float(np.mean(losses)), 6),
                 "val_dice": None,
                 "val_dice_mean": None,
                 "lr": lr,
+                "skipped_steps": skipped,
             }
             if ctx.is_main:
                 due = (epoch + 1) % max(1, config.val_every) == 0 or epoch + 1 == epochs
