@@ -134,3 +134,18 @@ def test_an_epoch_without_a_single_finite_step_stops_with_a_message(
     monkeypatch.setitem(MODELS, "unet3d", _poisoned_unet3d(every=1))
     with pytest.raises(ModelError, match=r"gradients of all 4 steps were not finite"):
         train(toy, tmp_path / "run", _config(epochs=1), device="cpu", tensorboard=False)
+
+
+def test_cli_epoch_line_says_how_many_steps_were_skipped(
+    toy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lungspread.cli.app import main
+
+    monkeypatch.setitem(MODELS, "unet3d", _poisoned_unet3d(every=2))
+    args = ["train", str(toy), "--out", str(tmp_path / "run"), "--model", "unet3d"]
+    args += ["--features", "4,8,16", "--epochs", "1", "--iters-per-epoch", "4", "--batch", "2"]
+    args += ["--patch", "16,16,8", "--folds", "3", "--device", "cpu", "--no-tensorboard"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    words = " ".join((captured.out + captured.err).split())  # the console wraps long lines
+    assert "2 steps skipped (gradients not finite)" in words

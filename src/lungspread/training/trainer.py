@@ -153,7 +153,7 @@ def optimizer_step(
     With float16 on a GPU the GradScaler skips such steps itself (and lowers its scale). Nothing
     else would: one NaN gradient turns every weight into NaN under Adam, and the run is lost.
     PyTorch's bfloat16 convolution backward on CPUs has been seen to return NaN weight
-    gradients from finite inputs (about one step in a few hundred, on a 2^3 bottleneck;
+    gradients from finite inputs (3 passes in 2,000 with a 2^3 bottleneck map;
     docs/training.md), so a step whose gradients are not all finite is skipped, as the scaler
     would skip it, and counted in log.csv's ``skipped_steps``."""
     if scaler.is_enabled():
@@ -488,8 +488,8 @@ def train_fold(
                     "updated; try a lower --lr",
                     folder,
                 )
-            if skipped:
-                log.warning(
+            if skipped:  # the CLI's epoch line says it too
+                log.info(
                     "epoch %d: %d of %d steps skipped (gradients not finite)",
                     epoch + 1,
                     skipped,
