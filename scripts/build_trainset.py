@@ -3,6 +3,7 @@
     .venv/bin/python scripts/build_trainset.py OUT --cases N [--seed S] [--split train|val]
         [--lidc ../shared/data/lidc-nodule-vois] [--spacing 1.5] [--size full]
         [--subsolid-share 0.35] [--subsolid-scale 0.85,1.25] [--subsolid-contrast 1,1]
+        [--mimics 0,0]
 
 Writes an MSD-format folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``) of phantom
 chests with real LIDC-IDRI nodules pasted into their lungs, which ``lungspread train`` reads.
@@ -65,7 +66,16 @@ def main(argv: list[str] | None = None) -> int:
         default=CONTRAST_RANGE,
         help="contrast of pasted sub-solid nodules against the lung, LO,HI (1 = as scanned)",
     )
+    ap.add_argument(
+        "--mimics",
+        type=_range,
+        default=(0, 0),
+        help="non-tumor opacities (atelectasis) per chest, LO,HI whole numbers",
+    )
     args = ap.parse_args(argv)
+    lo_m, hi_m = args.mimics
+    if lo_m != int(lo_m) or hi_m != int(hi_m):
+        ap.error(f"--mimics takes whole numbers LO,HI, got {lo_m:g},{hi_m:g}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from lungspread.errors import LungspreadError
@@ -90,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             subsolid_share=args.subsolid_share,
             subsolid_scale=args.subsolid_scale,
             subsolid_contrast=args.subsolid_contrast,
+            mimics=(int(lo_m), int(hi_m)),
         )
     except LungspreadError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """Build the fixed held-out validation suite that chooses between bundled-model candidates.
 
     .venv/bin/python scripts/build_valsuite.py OUT [--cases 10] [--lidc DIR] [--size full]
+        [--seeds 21,22,23,2] [--mimics 0]
 
 Six MSD-format folders under ``OUT``, every nodule pasted from LIDC-IDRI patients held out of
 training (``--split val``) into phantom chests of seeds that no training set uses:
@@ -12,6 +13,11 @@ training (``--split val``) into phantom chests of seeds that no training set use
     OUT/slabs_regular, OUT/slabs_subsolid, OUT/slabs_faded
                   the same chests cut to 80 mm slabs around a tumor (``lungspread dataset
                   slabs``, seed 2): scans that cover only part of the chest
+
+``--seeds R,S,F,C`` builds a fresh suite (other chests, other nodules drawn) with the same
+recipe, for a choice that must not reuse a suite already looked at; ``--mimics N`` gives each
+chest 0 to N non-tumor opacities (dependent and plate-like atelectasis) that a model should
+leave alone.
 
 It prints the ``benchmarks/bench_analyze.py --accuracy --phantoms ...`` arguments that score
 a model on it. Each folder is what ``scripts/build_trainset.py`` and ``lungspread dataset
@@ -45,6 +51,18 @@ SLAB_MM = 80.0
 SLAB_SEED = 2
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        seeds = ()
+    if len(seeds) != len(SETS) + 1 or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected {len(SETS) + 1} non-negative whole numbers R,S,F,C, got {text!r}"
+        )
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     from lungspread.data.slabs import cut_slabs
     from lungspread.data.trainset import build_trainset
@@ -57,21 +75,37 @@ def main(argv: list[str] | None = None) -> int:
         "--lidc", type=Path, default=REPO.parent / "shared" / "data" / "lidc-nodule-vois"
     )
     ap.add_argument("--size", default="full", help="phantom size (full; small for tests)")
+    ap.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=(*(kw["seed"] for kw in SETS.values()), SLAB_SEED),
+        help="seeds of the regular, sub-solid and faded sets and of the slab cuts",
+    )
+    ap.add_argument("--mimics", type=int, default=0, help="up to N atelectases per chest")
     args = ap.parse_args(argv)
+    if not 0 <= args.mimics <= 20:
+        ap.error(f"--mimics must be between 0 and 20, got {args.mimics}")
+    *set_seeds, slab_seed = args.seeds
     t0 = time.perf_counter()
     folders: list[Path] = []
     try:
-        for name, kwargs in SETS.items():
+        for (name, kwargs), seed in zip(SETS.items(), set_seeds, strict=True):
             whole = args.out / name
             print(f"{name}: {args.cases} chests -> {whole}", flush=True)
             build_trainset(
-                whole, args.cases, split="val", lidc_root=args.lidc, size=args.size, **kwargs
+                whole,
+                args.cases,
+                split="val",
+                lidc_root=args.lidc,
+                size=args.size,
+                **{**kwargs, "seed": seed},
+                mimics=(0, args.mimics),
             )
             folders.append(whole)
         for name in SETS:
             slabs = args.out / f"slabs_{name}"
             if not slabs.exists():
-                cut_slabs(args.out / name, slabs, SLAB_MM, seed=SLAB_SEED)
+                cut_slabs(args.out / name, slabs, SLAB_MM, seed=slab_seed)
             folders.append(slabs)
     except LungspreadError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -24,6 +24,14 @@ def register(app: typer.Typer) -> None:
         tumors: int = typer.Option(
             -1, "--tumors", help="Tumors per case (default: 0 to 5 drawn from the seed)."
         ),
+        mimics: int = typer.Option(
+            0,
+            "--mimics",
+            min=0,
+            max=20,
+            help="Non-tumor opacities per case (dependent and plate-like atelectasis, not in "
+            "the tumor mask): negatives that look like faint tumors.",
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace files in OUT."),
     ) -> None:
         """Write synthetic chest CT phantoms as a Medical Segmentation Decathlon dataset.
@@ -56,6 +64,7 @@ def register(app: typer.Typer) -> None:
             size=size,
             overwrite=overwrite,
             tumors=None if tumors < 0 else tumors,
+            mimics=mimics,
             on_case=on_case,
         )
         console.print(

@@ -304,6 +304,7 @@ def build_trainset(
     subsolid_share: float = SUBSOLID_SHARE,
     subsolid_scale: tuple[float, float] = SCALE_RANGE,
     subsolid_contrast: tuple[float, float] = CONTRAST_RANGE,
+    mimics: tuple[int, int] = (0, 0),
 ) -> Path:
     """Write ``n_cases`` phantom chests with pasted real nodules as an MSD folder ``out``.
 
@@ -317,6 +318,10 @@ def build_trainset(
     ``subsolid_scale`` and ``subsolid_contrast`` are the ranges that those nodules' size
     factor and contrast are drawn from (:func:`paste_crop`; a contrast below 1 makes fainter
     ground glass than any crop has, with real texture). Solid nodules keep the defaults.
+    ``mimics`` (lo, hi): each chest gets between lo and hi non-tumor opacities (dependent and
+    plate-like atelectasis, :mod:`lungspread.phantom.mimics`), unlabelled: negatives that look
+    like faint tumors. The count comes from a stream of its own, so the nodules pasted do
+    not change with it.
     """
     from lungspread.io import write_volume
     from lungspread.phantom import make_phantom
@@ -333,6 +338,9 @@ def build_trainset(
             raise InputError(
                 f"{name} must be a range lo <= hi within ({bounds[0]}, {bounds[1]}], got {lo}, {hi}"
             )
+    lo_m, hi_m = mimics
+    if not 0 <= lo_m <= hi_m <= 20:
+        raise InputError(f"mimics must be a range 0 <= lo <= hi <= 20, got {lo_m}, {hi_m}")
     out = Path(out)
     (out / "imagesTr").mkdir(parents=True, exist_ok=True)
     (out / "labelsTr").mkdir(parents=True, exist_ok=True)
@@ -357,6 +365,8 @@ def build_trainset(
         "subsolid_scale": [float(v) for v in subsolid_scale],
         "subsolid_contrast": [float(v) for v in subsolid_contrast],
     }
+    if hi_m > 0:  # only then, so that folders built before mimics existed are still resumed
+        settings["mimics"] = [int(lo_m), int(hi_m)]
     written = _written_entries(out, settings)
     for i in range(n_cases):
         case_seed = base + i
@@ -367,7 +377,8 @@ def build_trainset(
                 on_case(i, cid)
             continue
         rng = np.random.default_rng(case_seed)
-        ph = make_phantom(case_seed, size=size)
+        n_mimics = int(np.random.default_rng((case_seed, 7)).integers(lo_m, hi_m + 1))
+        ph = make_phantom(case_seed, size=size, mimics=n_mimics)
         ct, tumor, lungs = ph.ct, ph.tumor, ph.lungs
         pasted: list[str] = []
         if crops:
@@ -399,6 +410,8 @@ def build_trainset(
                 "lidc_nodules": pasted,
             }
         )
+        if hi_m > 0:
+            entries[-1]["mimics"] = [m["kind"] for m in ph.meta["mimics"]]
         if on_case is not None:
             on_case(i, cid)
     fields = ("image", "label", "patient")

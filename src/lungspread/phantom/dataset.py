@@ -33,13 +33,15 @@ def write_phantom_dataset(
     size: str | tuple[int, int, int] = "small",
     overwrite: bool = False,
     tumors: int | None = None,
+    mimics: int = 0,
     on_case: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> Path:
     """Write ``cases`` phantoms (seeds ``seed``, ``seed + 1``, ...) as an MSD dataset in ``out``.
 
     Refuses a non-empty ``out`` unless ``overwrite``; writes everything or nothing (the files
     are staged and moved into place at the end). ``on_case(n, summary)`` is called after each
-    case (for progress display). Returns ``out``.
+    case (for progress display). ``mimics``: non-tumor opacities per case (see
+    :func:`~lungspread.phantom.make_phantom`). Returns ``out``.
     """
     from lungspread.io import write_volume
     from lungspread.phantom.make import make_phantom
@@ -52,7 +54,7 @@ def write_phantom_dataset(
     record = RunRecord(
         "phantom",
         inputs={},
-        options={"cases": cases, "seed": seed, "size": size, "tumors": tumors},
+        options={"cases": cases, "seed": seed, "size": size, "tumors": tumors, "mimics": mimics},
     )
     training: list[dict[str, str]] = []
     with output_dir(out, overwrite) as stage:
@@ -61,7 +63,7 @@ def write_phantom_dataset(
         cases_info = []
         for n in range(cases):
             name = f"phantom_{n:03d}"
-            ph = make_phantom(seed + n, size=size, tumors=tumors)
+            ph = make_phantom(seed + n, size=size, tumors=tumors, mimics=mimics)
             write_volume(ph.ct, stage / "imagesTr" / f"{name}.nii.gz")
             write_volume(ph.tumor, stage / "labelsTr" / f"{name}.nii.gz")
             write_volume(ph.lungs, stage / "lungsTr" / f"{name}.nii.gz")

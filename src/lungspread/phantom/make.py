@@ -14,6 +14,7 @@ from lungspread.errors import InputError
 from lungspread.phantom.acquisition import Acquisition, acquire
 from lungspread.phantom.anatomy import Anatomy, plan_fields, render_anatomy, sample_anatomy
 from lungspread.phantom.geometry import F32, Grid, parse_orientation, resolve_grid
+from lungspread.phantom.mimics import draw_mimics, render_mimics
 from lungspread.phantom.tumors import (
     PlanningView,
     TumorKinds,
@@ -74,6 +75,7 @@ def make_phantom(
     tumor_kinds: TumorKinds = None,
     orientation: str = "LPS",
     acquisition: Acquisition | None = None,
+    mimics: int = 0,
 ) -> Phantom:
     """Make a synthetic chest CT with exact masks of its tumors and lungs.
 
@@ -98,6 +100,12 @@ def make_phantom(
     blur, slice thickness, reconstruction circle); its ``orientation`` is ignored in favour of
     the ``orientation`` argument.
 
+    ``mimics``: how many non-tumor opacities to add in the lower lungs (dependent and
+    plate-like atelectasis, :mod:`lungspread.phantom.mimics`): hazy densities that a tumor
+    model must learn to leave alone. They are never in the tumor mask; ``meta["mimics"]``
+    lists them. Default 0, so that phantoms made before they existed stay the same; their
+    own random stream leaves everything else unchanged.
+
     Each lesion dict holds ``id``, ``center_mm`` (RAS, centroid of its voxels), ``diameter_mm``
     (equivalent-sphere diameter of the designed solid), ``equivalent_diameter_mm`` and
     ``volume_ml`` (from its voxels), ``voxels``, ``shape``, ``density``, ``location``, ``side``
@@ -117,8 +125,9 @@ def make_phantom(
     shape, spacing = resolve_grid(size, spacing_mm)
     signs = parse_orientation(orientation)
     acq_in = acquisition or Acquisition()
-    streams = np.random.SeedSequence([int(seed), GENERATOR_VERSION]).spawn(6)
-    rng_anat, rng_tree, rng_tumor, rng_acq, rng_noise, rng_place = (
+    # Seven streams; the first six are the same as when there were six.
+    streams = np.random.SeedSequence([int(seed), GENERATOR_VERSION]).spawn(7)
+    rng_anat, rng_tree, rng_tumor, rng_acq, rng_noise, rng_place, rng_mimic = (
         np.random.default_rng(s) for s in streams
     )
     an = sample_anatomy(rng_anat)
@@ -157,6 +166,8 @@ def make_phantom(
         pgrid, pf.sdf_lung, pf.sdf_cav, pf.sdf_env, side, trees["arteries"] + trees["veins"]
     )
     placed = place_tumors(rng_place, specs, view)
+    drawn_mimics = draw_mimics(rng_mimic, mimics, view, placed)
+    render_mimics(drawn_mimics, grid, labels.hu, labels.lung_frac)
     lesion_labels = np.zeros(grid.shape, np.uint8)
     counts = {
         t.id: render_tumor(t, grid, labels.hu, labels.lungs, labels.lung_frac, lesion_labels)
@@ -184,6 +195,7 @@ def make_phantom(
         "anatomy": _anatomy_summary(an),
         "carina_mm": [round(float(v), 3) for v in offset],
         "requested_tumors": len(specs),
+        "mimics": [m.describe() for m in drawn_mimics],
         "timings_s": timings,
     }
     lap("finish")
