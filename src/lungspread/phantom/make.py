@@ -14,7 +14,7 @@ from lungspread.errors import InputError
 from lungspread.phantom.acquisition import Acquisition, acquire
 from lungspread.phantom.anatomy import Anatomy, plan_fields, render_anatomy, sample_anatomy
 from lungspread.phantom.geometry import F32, Grid, parse_orientation, resolve_grid
-from lungspread.phantom.mimics import draw_mimics, render_mimics
+from lungspread.phantom.mimics import check_count, draw_mimics, render_mimics
 from lungspread.phantom.tumors import (
     PlanningView,
     TumorKinds,
@@ -122,6 +122,7 @@ def make_phantom(
 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    check_count(mimics)
     shape, spacing = resolve_grid(size, spacing_mm)
     signs = parse_orientation(orientation)
     acq_in = acquisition or Acquisition()

@@ -61,8 +61,7 @@ def draw_mimics(
 
     Fewer come back when the lungs have no room left for one.
     """
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
-        raise InputError(f"mimics must be a non-negative integer, got {count!r}")
+    check_count(count)
     if count == 0:
         return []
     sites = _sites(view)
@@ -77,6 +76,12 @@ def draw_mimics(
                 out.append(mimic)
                 break
     return out
+
+
+def check_count(count: object) -> None:
+    """An :class:`InputError` unless ``count`` is a whole number >= 0."""
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+        raise InputError(f"mimics must be a non-negative integer, got {count!r}")
 
 
 def render_mimics(mimics: list[Mimic], grid: Grid, hu: np.ndarray, lung_frac: np.ndarray) -> None:
@@ -97,7 +102,6 @@ def render_mimics(mimics: list[Mimic], grid: Grid, hu: np.ndarray, lung_frac: np
 
 @dataclass(frozen=True)
 class _Sites:
-    grid: Grid
     dorsal: np.ndarray  # (N, 3) subpleural points whose pleura faces backwards, mm
     dorsal_normal: np.ndarray  # (N, 3) outward unit normals there
     deep: np.ndarray  # (M, 3) points at least 10 mm inside the lungs
@@ -108,7 +112,7 @@ def _sites(view: PlanningView) -> _Sites:
     inside = view.side > 0
     kk_all = np.nonzero(inside.any(axis=(1, 2)))[0]
     if len(kk_all) == 0:
-        return _Sites(g, np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3)))
+        return _Sites(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3)))
     z_lo, z_hi = g.z[kk_all.min()], g.z[kk_all.max()]
     lower = g.z < z_lo + 0.6 * (z_hi - z_lo)  # the lower 60% of the lungs
     grad = np.gradient(sdf.astype(np.float64), g.z, g.y, g.x)  # d/dz, d/dy, d/dx
@@ -129,7 +133,7 @@ def _sites(view: PlanningView) -> _Sites:
     k, j, i = np.nonzero(band)
     normals = np.stack([grad[2][k, j, i], grad[1][k, j, i], grad[0][k, j, i]], axis=1)
     normals /= norm[k, j, i][:, None]
-    return _Sites(g, points(band), normals, points(deep))
+    return _Sites(points(band), normals, points(deep))
 
 
 def _make(rng: np.random.Generator, kind: str, sites: _Sites) -> Mimic | None:
