@@ -83,8 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--mimics", type=int, default=0, help="up to N atelectases per chest")
     args = ap.parse_args(argv)
-    if not 0 <= args.mimics <= 20:
-        ap.error(f"--mimics must be between 0 and 20, got {args.mimics}")
     *set_seeds, slab_seed = args.seeds
     t0 = time.perf_counter()
     folders: list[Path] = []

@@ -106,20 +106,3 @@ def test_phantom_command_writes_mimics_into_the_case_meta(tmp_path: Path) -> Non
     assert len(meta["meta"]["mimics"]) == 3
     assert main(["phantom", str(tmp_path / "bad"), "--mimics", "-1"]) == 2
     assert not (tmp_path / "bad").exists()
-
-
-def test_valsuite_seeds_must_name_three_sets_and_the_slab_cut(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "build_valsuite.py"
-    spec = importlib.util.spec_from_file_location("build_valsuite", path)
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    with pytest.raises(SystemExit) as exc:
-        script.main([str(tmp_path / "s"), "--seeds", "31,32,33"])
-    assert exc.value.code == 2
-    assert "R,S,F,C" in capsys.readouterr().err
-    assert not (tmp_path / "s").exists()

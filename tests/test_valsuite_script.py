@@ -66,3 +66,13 @@ def test_suite_folders_equal_the_documented_builds(
     stamp = (suite / "regular" / "labelsTr" / "ls_val_0000.nii.gz").stat().st_mtime_ns
     assert script.main(args) == 0
     assert (suite / "regular" / "labelsTr" / "ls_val_0000.nii.gz").stat().st_mtime_ns == stamp
+
+
+def test_seeds_must_name_three_sets_and_the_slab_cut(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _script().main([str(tmp_path / "s"), "--seeds", "31,32,33"])
+    assert exc.value.code == 2
+    assert "R,S,F,C" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

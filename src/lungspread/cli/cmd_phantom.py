@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from lungspread.phantom.mimics import MAX_PER_CASE
+
 
 def register(app: typer.Typer) -> None:
     @app.command("phantom")
@@ -28,7 +30,7 @@ def register(app: typer.Typer) -> None:
             0,
             "--mimics",
             min=0,
-            max=20,
+            max=MAX_PER_CASE,
             help="Non-tumor opacities per case (dependent and plate-like atelectasis, not in "
             "the tumor mask): negatives that look like faint tumors.",
         ),

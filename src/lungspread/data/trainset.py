@@ -338,9 +338,13 @@ def build_trainset(
             raise InputError(
                 f"{name} must be a range lo <= hi within ({bounds[0]}, {bounds[1]}], got {lo}, {hi}"
             )
+    from lungspread.phantom.mimics import MAX_PER_CASE
+
     lo_m, hi_m = mimics
-    if not 0 <= lo_m <= hi_m <= 20:
-        raise InputError(f"mimics must be a range 0 <= lo <= hi <= 20, got {lo_m}, {hi_m}")
+    if not 0 <= lo_m <= hi_m <= MAX_PER_CASE:
+        raise InputError(
+            f"mimics must be a range 0 <= lo <= hi <= {MAX_PER_CASE}, got {lo_m}, {hi_m}"
+        )
     out = Path(out)
     (out / "imagesTr").mkdir(parents=True, exist_ok=True)
     (out / "labelsTr").mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,9 @@ from lungspread.phantom.tumors import PlanningView, Tumor
 
 MIMIC_KINDS = ("dependent", "plate")
 
+#: The most mimics per phantom that the dataset builders and the CLI accept.
+MAX_PER_CASE = 20
+
 #: How far (mm) a mimic's outer extent keeps from a tumor's.
 TUMOR_CLEARANCE_MM = 8.0
 
@@ -126,14 +129,12 @@ def _sites(view: PlanningView) -> _Sites:
     band &= lower[:, None, None] & back[None, :, None]
     deep = inside & (sdf < -10.0) & lower[:, None, None]
 
-    def points(mask: np.ndarray) -> np.ndarray:
-        k, j, i = np.nonzero(mask)
-        return np.stack([g.x[i], g.y[j], g.z[k]], axis=1)
-
     k, j, i = np.nonzero(band)
+    dorsal = np.stack([g.x[i], g.y[j], g.z[k]], axis=1)
     normals = np.stack([grad[2][k, j, i], grad[1][k, j, i], grad[0][k, j, i]], axis=1)
     normals /= norm[k, j, i][:, None]
-    return _Sites(points(band), normals, points(deep))
+    k, j, i = np.nonzero(deep)
+    return _Sites(dorsal, normals, np.stack([g.x[i], g.y[j], g.z[k]], axis=1))
 
 
 def _make(rng: np.random.Generator, kind: str, sites: _Sites) -> Mimic | None:
