@@ -75,6 +75,26 @@ def test_spread_with_ct_and_lungs(files: dict[str, Path], tmp_path: Path) -> Non
     assert main([*args, "--out", str(out), "--overwrite"]) == 0
 
 
+def test_spread_min_separate_nodule_option(files: dict[str, Path], tmp_path: Path) -> None:
+    tumor = np.zeros_like(tumor_array())
+    tumor[60:80, 20:40, 10:30] = 1  # 30 x 30 x 50 mm in the right lung
+    tumor[20:22, 30:32, 20] = 1  # a 3 x 3 x 2.5 mm speck in the left lung
+    mask = _write(tumor, tmp_path / "speck.nii.gz")
+    args = ["spread", str(mask), "--lungs", str(files["lungs"])]
+    estimates = {}
+    for limit in ("6", "0"):
+        out = tmp_path / f"out{limit}"
+        assert main([*args, "--out", str(out), "--min-separate-nodule-mm", limit]) == 0
+        report = json.loads((out / "report.json").read_text())
+        td = report["t_descriptor"]
+        estimates[limit] = (td["estimate"], td["m_estimate"], td["separate_nodules"][0]["counted"])
+        assert report["settings"]["min_separate_nodule_mm"] == float(limit)
+        run = json.loads((out / "run.json").read_text())
+        assert run["options"]["min_separate_nodule_mm"] == float(limit)
+    assert estimates == {"6": ("T3", None, False), "0": ("T3", "M1a", True)}
+    assert main([*args, "--out", str(tmp_path / "bad"), "--min-separate-nodule-mm", "-1"]) == 2
+
+
 def test_missing_file_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     missing = tmp_path / "nope.nii.gz"

@@ -485,6 +485,31 @@ def test_t_separate_nodule_rules() -> None:
     assert any("non-solid" in c for c in ggo["caveats"])
 
 
+def test_t_small_separate_nodules_are_listed_not_counted() -> None:
+    primary = _les(1, 25.0, "right", "upper")
+    specks = [_les(2, 4.0, "left", "upper"), _les(3, 5.9, "right", "lower")]
+    td = t_descriptor([primary, *specks], True, False)
+    # Neither the 4 mm speck in the other lung (M1a) nor the 5.9 mm one in another lobe (T4)
+    # changes the size estimate of the 25 mm primary.
+    assert (td["estimate"], td["m_estimate"]) == ("T1c", None)
+    assert [(n["id"], n["descriptor"], n["counted"]) for n in td["separate_nodules"]] == [
+        ("L2", "M1a", False),
+        ("L3", "T4", False),
+    ]
+    assert td["min_separate_nodule_mm"] == 6.0
+    assert "2 separate nodule(s) under 6 mm not counted" in td["rule"]
+    assert any("L2 4.0 mm, L3 5.9 mm" in c for c in td["caveats"])
+    assert "at least 6 mm in the other lung" in td["null_reasons"]["m_estimate"]
+    # At the limit a nodule counts; with 0 every nodule counts.
+    at_limit = t_descriptor([primary, _les(2, 6.0, "left", "upper")], True, False)
+    assert at_limit["m_estimate"] == "M1a" and at_limit["separate_nodules"][0]["counted"]
+    every = t_descriptor([primary, *specks], True, False, min_separate_nodule_mm=0.0)
+    assert (every["estimate"], every["m_estimate"]) == ("T4", "M1a")
+    assert not any("not counted" in c for c in every["caveats"])
+    with pytest.raises(ValueError, match="min_separate_nodule_mm"):
+        t_descriptor([primary], True, False, min_separate_nodule_mm=-1.0)
+
+
 def test_recist_response_thresholds_by_hand() -> None:
     assert target_response(100.0, 0.0, 2) == "CR"
     assert target_response(100.0, 70.0, 2) == "PR"  # exactly -30 %

@@ -71,6 +71,12 @@ def spread_command(
     pleural_contact_mm: float = typer.Option(
         1.5, "--pleural-contact-mm", help="Lesions this close to the lung surface touch the pleura."
     ),
+    min_separate_nodule_mm: float = typer.Option(
+        6.0,
+        "--min-separate-nodule-mm",
+        min=0.0,
+        help="Separate nodules shorter than this do not change the T estimate (0: count all).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace files in --out."),
 ) -> None:
     """Measure each lesion of a tumor mask and how far the tumor has spread (report.json).
@@ -94,6 +100,7 @@ def spread_command(
         {
             "solid_threshold_hu": solid_threshold_hu,
             "pleural_contact_mm": pleural_contact_mm,
+            "min_separate_nodule_mm": min_separate_nodule_mm,
             "connectivity": 26,
         },
     )
@@ -110,6 +117,7 @@ def spread_command(
             lobes_vol,
             solid_threshold_hu=solid_threshold_hu,
             pleural_contact_mm=pleural_contact_mm,
+            min_separate_nodule_mm=min_separate_nodule_mm,
         )
         record.stage("measure")
         write_json(stage / "report.json", report)

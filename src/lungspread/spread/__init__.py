@@ -16,8 +16,10 @@ from lungspread.spread.report import (
     compute_spread,
     spread_report,
 )
+from lungspread.spread.tdescriptor import MIN_SEPARATE_NODULE_MM
 
 __all__ = [
+    "MIN_SEPARATE_NODULE_MM",
     "PLEURAL_CONTACT_MM",
     "SOLID_THRESHOLD_HU",
     "compute_spread",

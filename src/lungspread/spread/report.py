@@ -26,7 +26,7 @@ from lungspread.spread.measures import (
     volume_ml,
 )
 from lungspread.spread.recist import select_targets
-from lungspread.spread.tdescriptor import t_descriptor
+from lungspread.spread.tdescriptor import MIN_SEPARATE_NODULE_MM, t_descriptor
 from lungspread.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -265,6 +265,7 @@ def compute_spread(
     connectivity: int = 26,
     solid_threshold_hu: float = SOLID_THRESHOLD_HU,
     pleural_contact_mm: float = PLEURAL_CONTACT_MM,
+    min_separate_nodule_mm: float = MIN_SEPARATE_NODULE_MM,
 ) -> tuple[dict[str, Any], Volume | None]:
     """The spread report and the lung map it used (1 right, 2 left; None without lungs).
 
@@ -352,7 +353,12 @@ def compute_spread(
     if ctx is None and totals["recist_targets"]:
         notes.append("no lung mask: every lesion was taken to be in the lung for RECIST targets")
 
-    tdesc = t_descriptor(entries, have_lungs=ctx is not None, have_lobes=lobes is not None)
+    tdesc = t_descriptor(
+        entries,
+        have_lungs=ctx is not None,
+        have_lobes=lobes is not None,
+        min_separate_nodule_mm=min_separate_nodule_mm,
+    )
     for e in entries:
         e.pop("_in_lung_voxels", None)
     report: dict[str, Any] = {
@@ -371,6 +377,7 @@ def compute_spread(
             "connectivity": connectivity,
             "solid_threshold_hu": solid_threshold_hu,
             "pleural_contact_mm": pleural_contact_mm,
+            "min_separate_nodule_mm": min_separate_nodule_mm,
             "lesion_order": "largest voxel count first; ids L1, L2, ...",
         },
         "inputs_used": {
@@ -404,6 +411,7 @@ def spread_report(
     connectivity: int = 26,
     solid_threshold_hu: float = SOLID_THRESHOLD_HU,
     pleural_contact_mm: float = PLEURAL_CONTACT_MM,
+    min_separate_nodule_mm: float = MIN_SEPARATE_NODULE_MM,
 ) -> dict[str, Any]:
     """Measure every lesion of a tumor mask and how far the tumor has spread.
 
@@ -427,6 +435,9 @@ def spread_report(
         Voxels above this value count as solid for ``solid_fraction`` (default -300 HU).
     pleural_contact_mm:
         ``pleural_contact`` is true when ``distance_to_pleura_mm`` is at most this (1.5 mm).
+    min_separate_nodule_mm:
+        Separate nodules with a shorter longest diameter do not change the T-descriptor
+        estimate (6 mm; 0 counts every nodule).
 
     Returns
     -------
@@ -451,5 +462,6 @@ def spread_report(
         connectivity=connectivity,
         solid_threshold_hu=solid_threshold_hu,
         pleural_contact_mm=pleural_contact_mm,
+        min_separate_nodule_mm=min_separate_nodule_mm,
     )
     return report

@@ -5,7 +5,9 @@ diameter and where the other lesions are. The size bins are those of the AJCC / 
 edition TNM classification of lung cancer (T1a <= 1 cm, T1b <= 2, T1c <= 3, T2a <= 4,
 T2b <= 5, T3 <= 7, T4 > 7 cm). A separate tumor nodule in the same lobe as the primary makes
 it T3, one in a different lobe of the same lung T4, one in the other lung M1a. Without a lobe
-map, lobes are approximated by the lung zones (thirds of each lung's height).
+map, lobes are approximated by the lung zones (thirds of each lung's height). Separate nodules
+smaller than ``min_separate_nodule_mm`` (6 mm by default) are listed but do not change the
+estimate (see :data:`MIN_SEPARATE_NODULE_MM`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ SIZE_BINS_MM: tuple[tuple[float, str], ...] = (
     (50.0, "T2b"),
     (70.0, "T3"),
 )
+#: Separate nodules with a longest diameter under this do not raise the estimate. The Fleischner
+#: Society's 2017 guideline asks no routine follow-up of solid nodules under 6 mm in low-risk
+#: patients: most are benign (intrapulmonary lymph nodes, granulomas), and a few-millimetre
+#: speck is also what a segmentation's false positives look like. 0 counts every nodule.
+MIN_SEPARATE_NODULE_MM = 6.0
 T_ORDER = ("T0", "T1a", "T1b", "T1c", "T2a", "T2b", "T3", "T4")
 
 _ALWAYS = (
@@ -35,7 +42,6 @@ _ALWAYS = (
     "nodal status (N) and metastases beyond the chest (M1b, M1c) are not assessed",
     "size is the longest 3D diameter of the whole lesion in the mask; for part-solid tumors "
     "AJCC 8th uses the size of the solid (invasive) component instead (see solid_fraction)",
-    "separate nodules are assumed to be tumor; a benign nodule in the mask raises the estimate",
 )
 
 
@@ -65,14 +71,25 @@ def _with_reasons(out: dict[str, Any], why: str) -> dict[str, Any]:
 
 
 def t_descriptor(
-    lesions: list[dict[str, Any]], have_lungs: bool, have_lobes: bool
+    lesions: list[dict[str, Any]],
+    have_lungs: bool,
+    have_lobes: bool,
+    min_separate_nodule_mm: float = MIN_SEPARATE_NODULE_MM,
 ) -> dict[str, Any]:
     """T-descriptor estimate from report lesion entries (largest first).
 
     Each entry needs ``id``, ``max_diameter_mm``, ``side`` ("right"/"left"/"outside_lungs" or
-    None without lungs), ``zone``, ``lobe`` and ``pleural_contact``.
+    None without lungs), ``zone``, ``lobe`` and ``pleural_contact``. Separate nodules whose
+    longest diameter is under ``min_separate_nodule_mm`` are listed with ``counted`` false and
+    leave the estimate as it is.
     """
-    caveats = list(_ALWAYS)
+    if not min_separate_nodule_mm >= 0:
+        raise ValueError(f"min_separate_nodule_mm must be >= 0, got {min_separate_nodule_mm}")
+    caveats = [
+        *_ALWAYS,
+        f"separate nodules of {min_separate_nodule_mm:g} mm or more are assumed to be tumor; a "
+        "benign one in the mask raises the estimate",
+    ]
     lobe_basis = (
         "lobe map" if have_lobes else "lung zones (thirds of lung height) stand in for lobes"
     )
@@ -90,6 +107,7 @@ def t_descriptor(
         "primary_max_diameter_mm": None,
         "size_category": None,
         "separate_nodules": [],
+        "min_separate_nodule_mm": min_separate_nodule_mm,
         "lobe_basis": lobe_basis,
         "rule": "",
         "caveats": caveats,
@@ -123,6 +141,7 @@ def t_descriptor(
     ]
     t_final = t_size
     m_final: str | None = None
+    small: list[str] = []
     if have_lungs:
         for les in in_lung:
             if les is primary:
@@ -135,9 +154,14 @@ def t_descriptor(
                 same = les.get(key) is not None and les.get(key) == primary.get(key)
                 relation = "same_lobe" if same else "different_ipsilateral_lobe"
                 desc = "T3" if same else "T4"
+            size = float(les["max_diameter_mm"])
+            counted = size >= min_separate_nodule_mm
             out["separate_nodules"].append(
-                {"id": les["id"], "relation": relation, "descriptor": desc}
+                {"id": les["id"], "relation": relation, "descriptor": desc, "counted": counted}
             )
+            if not counted:
+                small.append(f"{les['id']} {size:.1f} mm")
+                continue
             where = {
                 "same_lobe": "in the same lobe",
                 "different_ipsilateral_lobe": "in a different lobe of the same lung",
@@ -150,6 +174,17 @@ def t_descriptor(
             elif T_ORDER.index(desc) > T_ORDER.index(t_final):
                 words.append(f"separate nodule {les['id']} {where} -> {desc}")
                 t_final = desc
+    if small:
+        words.append(
+            f"{len(small)} separate nodule(s) under {min_separate_nodule_mm:g} mm not counted"
+        )
+        caveats.append(
+            f"separate nodules under {min_separate_nodule_mm:g} mm ({', '.join(small)}) were not "
+            "counted: most nodules this small are benign (the Fleischner Society asks no routine "
+            "follow-up of solid nodules under 6 mm in low-risk patients) and a segmentation's "
+            "false positives look the same; if they are tumor, the estimate is too low "
+            "(min_separate_nodule_mm 0 counts them)"
+        )
     if primary.get("pleural_contact"):
         gap = primary.get("distance_to_pleura_mm")
         where = "" if gap is None else f" ({gap:.1f} mm from the lung surface)"
@@ -165,9 +200,13 @@ def t_descriptor(
             "too high"
         )
     if m_final is None:
-        out["null_reasons"]["m_estimate"] = (
-            "no separate nodule in the other lung" if have_lungs else "no lung mask"
-        )
+        if not have_lungs:
+            why = "no lung mask"
+        elif any(n["relation"] == "other_lung" for n in out["separate_nodules"]):
+            why = f"no separate nodule of at least {min_separate_nodule_mm:g} mm in the other lung"
+        else:
+            why = "no separate nodule in the other lung"
+        out["null_reasons"]["m_estimate"] = why
     words.append(f"estimate {t_final}" + (f", {m_final}" if m_final else ""))
     out.update(
         estimate=t_final,
