@@ -83,3 +83,59 @@ def test_config_checks_the_share_and_records_it(tmp_path) -> None:  # type: igno
     cut = make_config("default", model="fast3d", partial_scan=0.3)
     assert config_hash(cut) != config_hash(plain)
     assert json.loads(json.dumps(cut.to_json()))["partial_scan"] == 0.3
+
+
+def test_a_thin_slab_cut_keeps_one_slab_around_the_centre() -> None:
+    rng = np.random.default_rng(2)
+    depths = set()
+    for _ in range(300):
+        image = np.ones((4, 4, 32), np.float32)
+        label = np.ones((4, 4, 32), np.uint8)
+        cut_partial_scan(image, label, rng, -3.0, both_sides=True)
+        kept = (image == 1.0).all(axis=(0, 1))
+        np.testing.assert_array_equal(~kept, (label == 0).all(axis=(0, 1)))
+        assert ((image == -3.0) | (image == 1.0)).all()
+        z = np.nonzero(kept)[0]
+        # one contiguous slab of 4 to 16 slices that holds the centre slice (16)
+        assert z[-1] - z[0] + 1 == len(z) and 4 <= len(z) <= 16 and z[0] <= 16 <= z[-1]
+        depths.add(len(z))
+    assert depths == set(range(4, 17))  # every depth of the range occurs
+
+
+def test_sampler_thin_slabs_are_the_share_of_the_cuts_asked_for() -> None:
+    # a case larger than the patch, centred patches only: every blank slice is a cut
+    case = _case()
+    sampler = PatchSampler(
+        [case], (16, 16, 24), batch_size=4, oversample_fg=1.0, partial_scan=1.0, thin_slab=0.5
+    )
+    rng = np.random.default_rng(3)
+    both = 0
+    for _ in range(100):
+        images, _, pads = sampler.sample(rng)
+        for b in range(4):
+            blank = (images[b, 0] == pads[b]).all(axis=(0, 1))
+            assert blank.any()
+            both += int(blank[0] and blank[-1])
+    assert 160 <= both <= 240  # half of 400 cuts
+    # off: the stream of a run with one-sided cuts only is unchanged
+    one = PatchSampler([case], (16, 16, 24), batch_size=3, partial_scan=0.4)
+    off = PatchSampler([case], (16, 16, 24), batch_size=3, partial_scan=0.4, thin_slab=0.0)
+    ra, rb = np.random.default_rng(6), np.random.default_rng(6)
+    for _ in range(3):
+        np.testing.assert_array_equal(one.sample(ra)[0], off.sample(rb)[0])
+
+
+def test_config_checks_the_thin_slab_share() -> None:
+    with pytest.raises(InputError, match="thin_slab must be"):
+        make_config("default", partial_scan=0.2, thin_slab=-0.1)
+    with pytest.raises(InputError, match="set partial_scan"):
+        make_config("default", thin_slab=0.5)
+    from lungspread.training.trainer import config_hash
+
+    one = make_config("default", model="fast3d", partial_scan=0.3)
+    assert config_hash(make_config("default", model="fast3d", partial_scan=0.3, thin_slab=0.0)) == (
+        config_hash(one)
+    )
+    assert config_hash(make_config("default", model="fast3d", partial_scan=0.3, thin_slab=0.5)) != (
+        config_hash(one)
+    )

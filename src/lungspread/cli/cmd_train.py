@@ -174,6 +174,11 @@ def register(app: typer.Typer) -> None:
             "--partial-scan",
             help="Share of 3D patches cut as if the scan ended inside them (0-1).",
         ),
+        thin_slab: float | None = typer.Option(
+            None,
+            "--thin-slab",
+            help="Share of the --partial-scan cuts made on both sides: thin slabs (0-1).",
+        ),
         cache: Path | None = typer.Option(
             None, "--cache", help="Preprocessed-case cache (default RUN/preprocessed)."
         ),
@@ -216,6 +221,7 @@ def register(app: typer.Typer) -> None:
                 hard_negatives=hard_negatives,
                 mine_every=mine_every,
                 partial_scan=partial_scan,
+                thin_slab=thin_slab,
             )
         progress, callbacks = _progress_callbacks(quiet)
         with progress:

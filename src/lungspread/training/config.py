@@ -73,6 +73,8 @@ class TrainConfig:
     #: share of 3D patches cut across the body axis as if the scan ended inside them
     #: (teaches scans that cover part of the chest, see lungspread.training.sampling)
     partial_scan: float = 0.0
+    #: share of those cuts made on both sides, leaving a slab thinner than the patch
+    thin_slab: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -109,6 +111,13 @@ class TrainConfig:
             raise InputError(f"hard_negatives must be in [0, 1], got {self.hard_negatives}")
         if not 0.0 <= self.partial_scan <= 1.0:
             raise InputError(f"partial_scan must be in [0, 1], got {self.partial_scan}")
+        if not 0.0 <= self.thin_slab <= 1.0:
+            raise InputError(f"thin_slab must be in [0, 1], got {self.thin_slab}")
+        if self.thin_slab > 0 and self.partial_scan == 0:
+            raise InputError(
+                "thin_slab (--thin-slab) is a share of the partial-scan cuts; set partial_scan "
+                "(--partial-scan) too"
+            )
         if self.init_plan not in INIT_PLANS:
             raise InputError(
                 f"init plan must be one of {', '.join(INIT_PLANS)}, got {self.init_plan!r}"

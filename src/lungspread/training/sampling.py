@@ -13,7 +13,9 @@ body axis as if the scan ended inside them, everything beyond the cut set to the
 and to background, which is what the network sees at the first or last slice of a scan
 that covers only part of the chest (a slab, a follow-up limited to the nodule). Training
 chests are cropped to the whole lungs, so without the cuts the network meets the end of
-the image only above the apex and below the bases, never across the hilum.
+the image only above the apex and below the bases, never across the hilum. A share
+``thin_slab`` of the cut patches is cut on both sides, leaving a slab thinner than the patch
+(a scan of a few centimetres: the network then sees the pad value above and below).
 
 Sampling only copies small crops out of (possibly memory-mapped) arrays, so it is cheap; the
 augmentation that follows runs on the whole batch on the training device.
@@ -104,17 +106,32 @@ def _random_center(
 
 
 def cut_partial_scan(
-    image: np.ndarray, label: np.ndarray, rng: np.random.Generator, pad_value: float
+    image: np.ndarray,
+    label: np.ndarray,
+    rng: np.random.Generator,
+    pad_value: float,
+    both_sides: bool = False,
 ) -> None:
     """Cut a crop (in place) across its last axis (the slice axis of an axial CT, which
     training does not reorient) as if the scan ended there: one
     side, chosen at random, from a plane ``d`` voxels from the crop's centre on (``d``
     uniform from an eighth of the crop's depth, so that the centred voxel, a tumor or a
     mined false positive, stays in view, to just under half of it, so that at least one
-    slice is cut), becomes ``pad_value`` and background."""
+    slice is cut), becomes ``pad_value`` and background.
+
+    ``both_sides``: keep only a slab of ``v`` slices that holds the centre (``v`` uniform from
+    an eighth to half of the depth, the slab's position uniform among those that hold the
+    centre); both sides beyond it become ``pad_value`` and background."""
     depth = image.shape[-1]
-    d = int(rng.integers(max(1, depth // 8), max(2, depth // 2)))
     centre = depth // 2
+    if both_sides:
+        v = int(rng.integers(max(1, depth // 8), max(2, depth // 2 + 1)))
+        lo = int(rng.integers(max(0, centre - v + 1), min(centre, depth - v) + 1))
+        for cut in (np.s_[..., :lo], np.s_[..., lo + v :]):
+            image[cut] = pad_value
+            label[cut] = 0
+        return
+    d = int(rng.integers(max(1, depth // 8), max(2, depth // 2)))
     cut = np.s_[..., centre + d :] if rng.random() < 0.5 else np.s_[..., : max(centre - d, 0)]
     image[cut] = pad_value
     label[cut] = 0
@@ -143,6 +160,7 @@ class PatchSampler:
         oversample_fg: float = 0.33,
         hard_fraction: float = 0.0,
         partial_scan: float = 0.0,
+        thin_slab: float = 0.0,
     ) -> None:
         if not cases:
             raise ValueError("no training cases to sample from")
@@ -156,6 +174,7 @@ class PatchSampler:
         self.hard_voxels: list[np.ndarray] = [np.zeros((0, 3), np.int32)] * len(cases)
         self.with_hard: list[int] = []
         self.partial_scan = float(partial_scan) if self.dims == 3 else 0.0
+        self.thin_slab = float(thin_slab)
 
     def set_hard_negatives(self, voxels: list[np.ndarray]) -> None:
         """False-positive voxels per case (same order as the cases) to centre patches on."""
@@ -213,5 +232,6 @@ class PatchSampler:
             images[b, 0], labels[b, 0], pads[b] = self.sample_one(rng, force, hard)
             # drawn only with cuts on, so other runs keep their random streams
             if self.partial_scan > 0 and rng.random() < self.partial_scan:
-                cut_partial_scan(images[b, 0], labels[b, 0], rng, float(pads[b]))
+                both = self.thin_slab > 0 and rng.random() < self.thin_slab
+                cut_partial_scan(images[b, 0], labels[b, 0], rng, float(pads[b]), both)
         return images, labels, pads

@@ -104,7 +104,14 @@ class TrainResult:
 
 # -- helpers ------------------------------------------------------------------------------
 #: TrainConfig options added after the first release; at their defaults they are "off"
-LATER_OPTIONS = ("init_from", "init_plan", "hard_negatives", "mine_every", "partial_scan")
+LATER_OPTIONS = (
+    "init_from",
+    "init_plan",
+    "hard_negatives",
+    "mine_every",
+    "partial_scan",
+    "thin_slab",
+)
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -434,6 +441,7 @@ def train_fold(
         config.oversample_fg,
         config.hard_negatives,
         config.partial_scan,
+        config.thin_slab,
     )
     mined_at = _restore_mined(folder, sampler, train_cases) if resume else None
     use_amp = bool(config.amp) and device.type == "cuda"
