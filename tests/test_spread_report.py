@@ -506,6 +506,8 @@ def test_t_small_separate_nodules_are_listed_not_counted() -> None:
     every = t_descriptor([primary, *specks], True, False, min_separate_nodule_mm=0.0)
     assert (every["estimate"], every["m_estimate"]) == ("T4", "M1a")
     assert not any("not counted" in c for c in every["caveats"])
+    assert "separate nodules are assumed to be tumor; a benign one" in " ".join(every["caveats"])
+    assert "separate nodules of 6 mm or more are assumed" in " ".join(td["caveats"])
     with pytest.raises(ValueError, match="min_separate_nodule_mm"):
         t_descriptor([primary], True, False, min_separate_nodule_mm=-1.0)
 

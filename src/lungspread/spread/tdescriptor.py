@@ -85,10 +85,11 @@ def t_descriptor(
     """
     if not min_separate_nodule_mm >= 0:
         raise ValueError(f"min_separate_nodule_mm must be >= 0, got {min_separate_nodule_mm}")
+    which = f"of {min_separate_nodule_mm:g} mm or more " if min_separate_nodule_mm > 0 else ""
     caveats = [
         *_ALWAYS,
-        f"separate nodules of {min_separate_nodule_mm:g} mm or more are assumed to be tumor; a "
-        "benign one in the mask raises the estimate",
+        f"separate nodules {which}are assumed to be tumor; a benign one in the mask raises the "
+        "estimate",
     ]
     lobe_basis = (
         "lobe map" if have_lobes else "lung zones (thirds of lung height) stand in for lobes"
