@@ -240,3 +240,28 @@ def test_cli_user_errors_exit_2_without_traceback(
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
     assert [p.name for p in full.iterdir()] == ["keep.txt"]
+
+
+def test_summary_prints_the_report_notes() -> None:
+    from io import StringIO
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from lungspread.cli.cmd_analyze import print_summary
+
+    totals = {"right_lung_ml": 2000.0, "left_lung_ml": 1800.0, "lesion_count": 1}
+    result = SimpleNamespace(
+        report={
+            "lesions": [{"id": "L1", "volume_ml": 4.0, "recist_diameter_mm": 25.0}],
+            "t_descriptor": {"estimate": "T1c", "rule": "largest lesion L1"},
+            "notes": ["1 lesion(s) reach the edge of the image (L1: axis 2 [last])"],
+        },
+        run={"device_used": "cpu"},
+        summary=lambda: {**totals, "tumor_volume_ml": 4.0, "seconds": 1.0},
+    )
+    buffer = StringIO()
+    print_summary(Console(file=buffer, width=200), result, None)  # type: ignore[arg-type]
+    text = buffer.getvalue()
+    # printed as written (no rich markup read into the brackets)
+    assert "note: 1 lesion(s) reach the edge of the image (L1: axis 2 [last])" in text

@@ -52,6 +52,11 @@ def test_summary_values_are_formatted_with_units() -> None:
     assert cell["Mean density (HU)"] == "n/a"
     note = dict(zip(cols[1:], row["notes"], strict=True))
     assert note["Mean density (HU)"] == "no CT given"  # the report's null reason
+    assert ctx["notes"] == [] and "<h3>Notes</h3>" not in render_html(ctx)
+    report["notes"] = ["L1 reaches the edge of the image", ""]
+    ctx = build_context(report, lesions=_lesions(report), version="9.9")
+    assert ctx["notes"] == ["L1 reaches the edge of the image"]
+    assert "<li>L1 reaches the edge of the image</li>" in render_html(ctx)
 
 
 def test_missing_and_odd_values_do_not_break_it() -> None:
@@ -106,6 +111,7 @@ def test_everything_from_files_is_escaped() -> None:
     report["t_descriptor"]["rule"] = evil
     report["t_descriptor"]["caveats"] = ["<img src=x onerror=alert(1)>"]
     report["lesions"][0]["zone"] = "<b>upper</b>"
+    report["notes"] = ["<u>1 lesion(s) reach the edge</u>"]
     lesions = _lesions(report)
     lesions[0]["id"] = '"><svg onload=alert(1)>'
     lesions[0]["color"] = 'red" onmouseover="alert(1)'
@@ -129,6 +135,7 @@ def test_everything_from_files_is_escaped() -> None:
     assert "<img src=x" not in page and "<b>upper</b>" not in page
     assert "<svg onload" not in page and 'onmouseover="alert' not in page
     assert "<i>x</i>" not in page
+    assert "<u>1" not in page and "&lt;u&gt;1 lesion(s) reach the edge&lt;/u&gt;" in page
     # the only </script> tags are the page's own closing tags
     assert page.count("</script>") == page.count("<script")
     assert "\\u003c/script\\u003e\\u003cscript\\u003ealert(2)" in page

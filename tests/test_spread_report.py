@@ -512,6 +512,35 @@ def test_t_small_separate_nodules_are_listed_not_counted() -> None:
         t_descriptor([primary], True, False, min_separate_nodule_mm=-1.0)
 
 
+def test_lesions_at_the_image_edge_are_flagged_as_lower_bounds() -> None:
+    tumor = np.zeros(SHAPE, np.uint8)
+    tumor[60:80, 20:40, 30:48] = 1  # 20 x 20 x 18 voxels, cut by the last slice (axis 2)
+    tumor[20:24, 20:24, 20:24] = 1  # inside the image
+    tumor[0:3, 50:60, 0:2] = 1  # at the first index of axes 0 and 2, the last of axis 1
+    rep = spread_report(vol(tumor), lungs=vol(lungs_array()))
+    edges = {e["id"]: (e["touches_image_edge"], e["image_edges"]) for e in rep["lesions"]}
+    assert edges == {
+        "L1": (True, ["axis 2 last"]),
+        "L2": (False, []),
+        "L3": (True, ["axis 0 first", "axis 1 last", "axis 2 first"]),
+    }
+    note = next(n for n in rep["notes"] if "edge of the image" in n)
+    assert "2 lesion(s)" in note and "L1: axis 2 last" in note and "axis 2 is the slice" in note
+    assert "lower bounds" in note
+    # the primary (L1, the largest diameter) is cut by the scan: the estimate may be too low
+    assert any("L1 reaches the edge of the image" in c for c in rep["t_descriptor"]["caveats"])
+    inside = spread_report(vol(_inner()))
+    assert inside["lesions"][0]["touches_image_edge"] is False
+    assert not any("edge of the image" in n for n in inside["notes"])
+    assert not any("edge of the image" in c for c in inside["t_descriptor"]["caveats"])
+
+
+def _inner() -> np.ndarray:
+    t = np.zeros(SHAPE, np.uint8)
+    t[40:50, 20:30, 10:20] = 1
+    return t
+
+
 def test_recist_response_thresholds_by_hand() -> None:
     assert target_response(100.0, 0.0, 2) == "CR"
     assert target_response(100.0, 70.0, 2) == "PR"  # exactly -30 %

@@ -159,6 +159,8 @@ def print_summary(console: Console, result: AnalysisResult, out: Path | None) ->
             f"[bold]T-descriptor estimate[/bold] {t['estimate']} ({t.get('rule', '')}); "
             "imaging geometry only, not a diagnosis"
         )
+    for note in report.get("notes", []) or []:
+        console.print(f"note: {note}", style="yellow", markup=False)
     console.print(f"[bold]Time[/bold]   {s['seconds']:.1f} s ({result.run.get('device_used')})")
     if out is not None:
         console.print(f"[bold]Output[/bold] {out}/")

@@ -275,6 +275,7 @@ def build_context(
         "lungs": lung_rows,
         "other_totals": other_totals,
         "t_descriptor": t_descriptor,
+        "notes": [str(n) for n in report.get("notes") or [] if str(n)],
         "lesion_columns": columns,
         "lesion_rows": rows,
         "figures": [

@@ -88,6 +88,13 @@ def _kv(items: Sequence[Mapping[str, str]]) -> str:
     return f'<dl class="kv">{rows}</dl>'
 
 
+def _notes(notes: list[str]) -> str:
+    if not notes:
+        return ""
+    items = "".join(f"<li>{e(n)}</li>" for n in notes)
+    return f'<h3>Notes</h3><ul class="caveats">{items}</ul>'
+
+
 def _summary(ctx: Mapping[str, Any]) -> str:
     t = ctx["t_descriptor"]
     caveats = "".join(f"<li>{e(c)}</li>" for c in t["caveats"])
@@ -108,6 +115,7 @@ def _summary(ctx: Mapping[str, Any]) -> str:
         f'<div class="cards" style="margin-top:12px">{tcard}'
         f'<div class="card"><div class="label">Lung volumes</div>{_kv(ctx["lungs"])}</div></div>'
         + (f"<h3>Other totals</h3>{_kv(ctx['other_totals'])}" if ctx["other_totals"] else "")
+        + _notes(ctx.get("notes") or [])
         + '<p class="note">These are measurements from a segmentation, not a diagnosis. The '
         "T-descriptor is an estimate from lesion size and position only; invasion of other "
         "structures, nodes and metastases are not assessed.</p></section>"

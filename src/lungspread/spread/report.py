@@ -183,8 +183,10 @@ def _lesion_entry(
             "max_diameter_ends_mm": [_pt(p3), _pt(q3)],
         },
         "bbox_voxels": [[s.start, s.stop - 1] for s in les.slices],
+        "image_edges": image_edges(les, tumor.shape),
         "null_reasons": reasons,
     }
+    entry["touches_image_edge"] = bool(entry["image_edges"])
     if entry["sphericity"] is None:
         reasons["sphericity"] = "surface area is zero"
     if ctx is None:
@@ -251,6 +253,31 @@ def _lesion_entry(
     return entry
 
 
+def image_edges(les: Lesion, shape: tuple[int, ...]) -> list[str]:
+    """The faces of the image that the lesion reaches: ``"axis K first"`` (index 0 along array
+    axis K) or ``"axis K last"``. A lesion there may go on outside the image (a scan that ends
+    inside it), so its volume and diameters are lower bounds."""
+    out = []
+    for axis, (sl, n) in enumerate(zip(les.slices, shape, strict=True)):
+        if sl.start == 0:
+            out.append(f"axis {axis} first")
+        if sl.stop == n:
+            out.append(f"axis {axis} last")
+    return out
+
+
+def _edge_note(entries: list[dict[str, Any]], slice_axis: int) -> str | None:
+    at_edge = [e for e in entries if e["touches_image_edge"]]
+    if not at_edge:
+        return None
+    where = "; ".join(f"{e['id']}: {', '.join(e['image_edges'])}" for e in at_edge)
+    return (
+        f"{len(at_edge)} lesion(s) reach the edge of the image ({where}; axis {slice_axis} is "
+        "the slice axis): they may go on outside the scan, so their volumes and diameters are "
+        "lower bounds"
+    )
+
+
 def _count(lesions: list[dict[str, Any]], key: str, names: list[str]) -> dict[str, int]:
     return {name: sum(1 for les in lesions if les.get(key) == name) for name in names}
 
@@ -298,6 +325,9 @@ def compute_spread(
     ]
     vox_ml = tumor.voxel_volume_mm3 / 1000.0
     slice_spacing = tumor.spacing[tumor.slice_axis()]
+    edge_note = _edge_note(entries, tumor.slice_axis())
+    if edge_note:
+        notes.append(edge_note)
 
     # lungs
     if ctx is None:

@@ -186,6 +186,11 @@ def t_descriptor(
             "false positives look the same; if they are tumor, the estimate is too low "
             "(min_separate_nodule_mm 0 counts them)"
         )
+    if primary.get("touches_image_edge"):
+        caveats.append(
+            f"{primary['id']} reaches the edge of the image: it may go on outside the scan, so "
+            "its size, and this estimate, may be too low"
+        )
     if primary.get("pleural_contact"):
         gap = primary.get("distance_to_pleura_mm")
         where = "" if gap is None else f" ({gap:.1f} mm from the lung surface)"
