@@ -19,13 +19,19 @@ def _case() -> PreparedCase:
     return PreparedCase.from_arrays("c", image, label)
 
 
+def _cut_ones(rng: np.random.Generator, both_sides: bool = False) -> tuple[np.ndarray, ...]:
+    """A crop of ones (image) and tumor (label), 32 slices deep, cut with pad value -3."""
+    image = np.ones((4, 4, 32), np.float32)
+    label = np.ones((4, 4, 32), np.uint8)
+    cut_partial_scan(image, label, rng, -3.0, both_sides)
+    return image, label
+
+
 def test_a_cut_blanks_one_side_beyond_a_plane_and_keeps_the_centre() -> None:
     rng = np.random.default_rng(0)
     sides = set()
     for _ in range(200):
-        image = np.ones((4, 4, 32), np.float32)
-        label = np.ones((4, 4, 32), np.uint8)
-        cut_partial_scan(image, label, rng, -3.0)
+        image, label = _cut_ones(rng)
         blank = (image == -3.0).all(axis=(0, 1))
         # the blanked slices are exactly those with background label, and only those
         np.testing.assert_array_equal(blank, (label == 0).all(axis=(0, 1)))
@@ -89,9 +95,7 @@ def test_a_thin_slab_cut_keeps_one_slab_around_the_centre() -> None:
     rng = np.random.default_rng(2)
     depths = set()
     for _ in range(300):
-        image = np.ones((4, 4, 32), np.float32)
-        label = np.ones((4, 4, 32), np.uint8)
-        cut_partial_scan(image, label, rng, -3.0, both_sides=True)
+        image, label = _cut_ones(rng, both_sides=True)
         kept = (image == 1.0).all(axis=(0, 1))
         np.testing.assert_array_equal(~kept, (label == 0).all(axis=(0, 1)))
         assert ((image == -3.0) | (image == 1.0)).all()
