@@ -155,6 +155,7 @@ def _lesion_entry(
     dmax, p3, q3 = max_diameter_mm(les.mask, les.offset, affine)
     area = surface_area_mm2(les.mask, affine)
     sph = sphericity(vol * 1000.0, area)
+    edges = image_edges(les, tumor.shape)
     entry: dict[str, Any] = {
         "id": les.id,
         "voxel_count": n,
@@ -183,10 +184,10 @@ def _lesion_entry(
             "max_diameter_ends_mm": [_pt(p3), _pt(q3)],
         },
         "bbox_voxels": [[s.start, s.stop - 1] for s in les.slices],
-        "image_edges": image_edges(les, tumor.shape),
+        "touches_image_edge": bool(edges),
+        "image_edges": edges,
         "null_reasons": reasons,
     }
-    entry["touches_image_edge"] = bool(entry["image_edges"])
     if entry["sphericity"] is None:
         reasons["sphericity"] = "surface area is zero"
     if ctx is None:
