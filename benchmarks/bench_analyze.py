@@ -19,7 +19,10 @@ Accuracy (``--accuracy``): Dice and lesion counts on the two real LIDC scans (th
 the nodule; the readers' mask resampled onto it), and on held-out phantoms with real LIDC
 nodules from held-out patients (``--phantoms DIR [DIR ...]``: folders written by
 ``scripts/build_trainset.py --split val``, or their slabs, ``lungspread dataset slabs``, for
-scans that cover only part of the chest).
+scans that cover only part of the chest). ``--real-slabs 40 20`` also cuts the two real scans
+to slabs of those thicknesses around their nodule (``--slab-seeds``, three placements by
+default; the same slabs as ``lungspread dataset slabs --slab-mm MM --seed S`` on an MSD
+folder of the two scans, 0001 first), in memory: scans only a few centimetres thick.
 ``--sweep`` also tries the post-processing settings of :data:`SWEEP` on the same probability
 maps and names the one that the bundled model's rule picks on the phantoms: most lesions
 found, then fewest false positives, then the highest mean Dice.
@@ -33,9 +36,12 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lungspread.volume import Volume
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -144,15 +150,42 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def real_slab_cases(slab_mms: list[float], seeds: list[int]) -> list[tuple[str, Volume, Volume]]:
+    """The two real LIDC scans cut to slabs of each thickness around their nodule, one set per
+    thickness and seed (named ``real_slab{MM}_s{SEED}``), as ``lungspread dataset slabs``
+    cuts them (one random stream per set, 0001 first)."""
+    from lungspread.data.preprocess import crop_volume
+    from lungspread.data.slabs import slab_range
+    from lungspread.io import read_volume
+
+    scans = [
+        (name, read_volume(DATA / name / "ct.nii.gz"), read_volume(DATA / name / "nodules.nii.gz"))
+        for name in ("lidc-idri-0001", "lidc-idri-0002")
+    ]
+    cases = []
+    for mm in slab_mms:
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            for name, image, label in scans:
+                axis = image.slice_axis()
+                lo, hi = slab_range(label.array, axis, image.spacing[axis], mm, rng)
+                box = [[0, n] for n in image.shape]
+                box[axis] = [lo, hi]
+                case = f"real_slab{mm:g}_s{seed}/lidc_{name[-4:]}"
+                cases.append((case, crop_volume(image, box), crop_volume(label, box)))
+    return cases
+
+
 def accuracy(args: argparse.Namespace) -> dict[str, Any]:
     from lungspread.analyze import analyze
     from lungspread.data.msd import case_id_from_path
     from lungspread.demo import compare_lesions, dice
     from lungspread.io import read_volume
     from lungspread.resample import resample_like
+    from lungspread.volume import Volume
 
     rows: list[dict[str, Any]] = []
-    cases: list[tuple[str, Path, Path]] = []
+    cases: list[tuple[str, Path | Volume, Path | Volume]] = []
     for name in ("lidc-idri-0001", "lidc-idri-0002"):
         cases.append((name, DATA / name / "ct.nii.gz", DATA / name / "nodules.nii.gz"))
     # the 32-slice DICOM excerpt of 0001 (an 80 mm slab around the nodule), scored against
@@ -166,12 +199,14 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
             lab = folder / entry["label"]
             name = case_id_from_path(img)
             cases.append((name if len(args.phantoms) == 1 else f"{folder.name}/{name}", img, lab))
+    if args.real_slabs:
+        cases.extend(real_slab_cases(args.real_slabs, args.slab_seeds))
     sweep: dict[str, list[dict[str, Any]]] = {}
     for name, img, lab in cases:
         t0 = time.perf_counter()
         res = analyze(img, model=args.model, device="cpu", tta=args.tta, keep_probability=True)
         dt = time.perf_counter() - t0
-        truth_vol = read_volume(lab)
+        truth_vol = lab if isinstance(lab, Volume) else read_volume(lab)
         if not truth_vol.same_grid(res.tumor):
             truth_vol = resample_like(truth_vol, res.tumor, order=0)
         truth = truth_vol.array > 0
@@ -312,6 +347,11 @@ def main() -> None:
         "--phantoms", type=Path, nargs="+", default=None, help="held-out phantom datasets"
     )
     ap.add_argument("--max-phantoms", type=int, default=10, help="cases per phantom dataset")
+    ap.add_argument(
+        "--real-slabs", type=float, nargs="+", default=None, metavar="MM",
+        help="also score the two real scans cut to slabs of these thicknesses (mm)",
+    )  # fmt: skip
+    ap.add_argument("--slab-seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S")
     ap.add_argument("--tta", action="store_true")
     ap.add_argument("--sweep", action="store_true", help="try post-processing settings")
     args = ap.parse_args()
