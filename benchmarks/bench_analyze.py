@@ -154,8 +154,7 @@ def real_slab_cases(slab_mms: list[float], seeds: list[int]) -> list[tuple[str, 
     """The two real LIDC scans cut to slabs of each thickness around their nodule, one set per
     thickness and seed (named ``real_slab{MM}_s{SEED}``), as ``lungspread dataset slabs``
     cuts them (one random stream per set, 0001 first)."""
-    from lungspread.data.preprocess import crop_volume
-    from lungspread.data.slabs import slab_range
+    from lungspread.data.slabs import cut_slab
     from lungspread.io import read_volume
 
     scans = [
@@ -167,12 +166,9 @@ def real_slab_cases(slab_mms: list[float], seeds: list[int]) -> list[tuple[str, 
         for seed in seeds:
             rng = np.random.default_rng(seed)
             for name, image, label in scans:
-                axis = image.slice_axis()
-                lo, hi = slab_range(label.array, axis, image.spacing[axis], mm, rng)
-                box = [[0, n] for n in image.shape]
-                box[axis] = [lo, hi]
+                slab_image, slab_label, _, _ = cut_slab(image, label, mm, rng)
                 case = f"real_slab{mm:g}_s{seed}/lidc_{name[-4:]}"
-                cases.append((case, crop_volume(image, box), crop_volume(label, box)))
+                cases.append((case, slab_image, slab_label))
     return cases
 
 

@@ -32,6 +32,7 @@ from lungspread.data.msd import (
 )
 from lungspread.data.preprocess import crop_volume
 from lungspread.errors import InputError
+from lungspread.volume import Volume
 
 
 def slab_range(
@@ -52,6 +53,19 @@ def slab_range(
     lo = round(centre - (depth - 1) / 2)
     lo = min(max(lo, 0), n - depth)
     return lo, lo + depth
+
+
+def cut_slab(
+    image: Volume, label: Volume, slab_mm: float, rng: np.random.Generator
+) -> tuple[Volume, Volume, int, tuple[int, int]]:
+    """``image`` and ``label`` (one grid) cut along the image's slice axis to a slab of
+    ``slab_mm`` around one of the label's tumors (:func:`slab_range`); returns the two slabs,
+    the axis and the slices ``(lo, hi)`` kept. The slabs keep their position in space."""
+    axis = image.slice_axis()
+    lo, hi = slab_range(label.array, axis, image.spacing[axis], slab_mm, rng)
+    box = [[0, n] for n in image.shape]
+    box[axis] = [lo, hi]
+    return crop_volume(image, box), crop_volume(label, box), axis, (lo, hi)
 
 
 def cut_slabs(src: str | Path, out: str | Path, slab_mm: float, seed: int = 0) -> MSDDataset:
@@ -75,15 +89,13 @@ def cut_slabs(src: str | Path, out: str | Path, slab_mm: float, seed: int = 0) -
         for case in labelled:
             assert case.label is not None
             check_same_grid_headers(case.image, case.label)
-            image, label = read_volume(case.image), read_volume(case.label)
-            axis = image.slice_axis()
-            lo, hi = slab_range(label.array, axis, image.spacing[axis], slab_mm, rng)
-            box = [[0, s] for s in image.shape]
-            box[axis] = [lo, hi]
+            image, label, axis, (lo, hi) = cut_slab(
+                read_volume(case.image), read_volume(case.label), slab_mm, rng
+            )
             img_path = tmp / "imagesTr" / f"{case.id}{file_ending(case.image)}"
             lab_path = tmp / "labelsTr" / f"{case.id}{file_ending(case.label)}"
-            write_volume(crop_volume(image, box), img_path)
-            write_volume(crop_volume(label, box), lab_path)
+            write_volume(image, img_path)
+            write_volume(label, lab_path)
             cases.append(MSDCase(case.id, img_path, lab_path, case.patient))
             fields.append({"slab_slices": [lo, hi], "slab_axis": axis})
         write_dataset_json(

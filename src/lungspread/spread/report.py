@@ -325,8 +325,9 @@ def compute_spread(
         for les in lesions
     ]
     vox_ml = tumor.voxel_volume_mm3 / 1000.0
-    slice_spacing = tumor.spacing[tumor.slice_axis()]
-    edge_note = _edge_note(entries, tumor.slice_axis())
+    slice_axis = tumor.slice_axis()
+    slice_spacing = tumor.spacing[slice_axis]
+    edge_note = _edge_note(entries, slice_axis)
     if edge_note:
         notes.append(edge_note)
 
