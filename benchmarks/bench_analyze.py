@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
+#: the two whole real scans with the readers' nodule masks (``DATA/NAME/ct.nii.gz``)
+REAL_SCANS = ("lidc-idri-0001", "lidc-idri-0002")
 
 
 def peak_rss_mb() -> float:
@@ -159,7 +161,7 @@ def real_slab_cases(slab_mms: list[float], seeds: list[int]) -> list[tuple[str, 
 
     scans = [
         (name, read_volume(DATA / name / "ct.nii.gz"), read_volume(DATA / name / "nodules.nii.gz"))
-        for name in ("lidc-idri-0001", "lidc-idri-0002")
+        for name in REAL_SCANS
     ]
     cases = []
     for mm in slab_mms:
@@ -182,7 +184,7 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
 
     rows: list[dict[str, Any]] = []
     cases: list[tuple[str, Path | Volume, Path | Volume]] = []
-    for name in ("lidc-idri-0001", "lidc-idri-0002"):
+    for name in REAL_SCANS:
         cases.append((name, DATA / name / "ct.nii.gz", DATA / name / "nodules.nii.gz"))
     # the 32-slice DICOM excerpt of 0001 (an 80 mm slab around the nodule), scored against
     # the readers' mask resampled onto its grid

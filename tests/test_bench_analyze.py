@@ -35,30 +35,32 @@ def test_summarize_sets_counts_by_folder_and_sizes_the_misses() -> None:
 
 
 def test_real_slabs_are_the_slabs_that_dataset_slabs_cuts(shared_data, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import json
-
     import numpy as np
 
+    from lungspread.data.msd import MSDCase, write_dataset_json
     from lungspread.data.slabs import cut_slabs
     from lungspread.io import read_volume
 
+    bench = import_benchmark("bench_analyze")
     # the two scans as an MSD folder of links, 0001 first, cut by the CLI's own code
     src = tmp_path / "real"
     for sub in ("imagesTr", "labelsTr"):
         (src / sub).mkdir(parents=True)
-    entries = []
-    for name in ("lidc-idri-0001", "lidc-idri-0002"):
-        case = f"lidc_{name[-4:]}"
-        (src / "imagesTr" / f"{case}.nii.gz").symlink_to(shared_data / name / "ct.nii.gz")
-        (src / "labelsTr" / f"{case}.nii.gz").symlink_to(shared_data / name / "nodules.nii.gz")
-        entries.append({"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"})
+    links = []
+    for name in bench.REAL_SCANS:
+        case_id = f"lidc_{name[-4:]}"
+        img_link = src / "imagesTr" / f"{case_id}.nii.gz"
+        lab_link = src / "labelsTr" / f"{case_id}.nii.gz"
+        img_link.symlink_to(shared_data / name / "ct.nii.gz")
+        lab_link.symlink_to(shared_data / name / "nodules.nii.gz")
+        links.append(MSDCase(case_id, img_link, lab_link))
     labels = {"0": "background", "1": "tumor"}
-    dataset = {"name": "real", "modality": {"0": "CT"}, "labels": labels, "training": entries}
-    (src / "dataset.json").write_text(json.dumps(dataset))
+    write_dataset_json(src, name="real", modality={"0": "CT"}, labels=labels, cases=links)
     folder = cut_slabs(src, tmp_path / "slabs", slab_mm=40.0, seed=1)
-    cases = import_benchmark("bench_analyze").real_slab_cases([40.0], [1])
+    cases = bench.real_slab_cases([40.0], [1])
     assert [c[0] for c in cases] == ["real_slab40_s1/lidc_0001", "real_slab40_s1/lidc_0002"]
     for (_, image, label), case in zip(cases, folder.cases, strict=True):
+        assert case.label is not None
         cut_image, cut_label = read_volume(case.image), read_volume(case.label)
         assert image.shape == cut_image.shape and np.allclose(image.affine, cut_image.affine)
         assert np.array_equal(image.array, cut_image.array)
